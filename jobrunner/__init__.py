@@ -1,0 +1,44 @@
+"""jobrunner: embarrassingly parallel grid work on a laptop or on a cluster that shares a disk.
+
+Everything the command line does is a function here::
+
+    from jobrunner import Plan, Spool, supervise, reduce
+
+    plan = Plan.create(step=0.01, tiles=(4, 4), kernel="numpy")
+    spool, _ = Spool.create(plan, "jobs", "outputs")
+    supervise(spool, workers=2)
+    result = reduce(spool)
+"""
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.grid import Grid, Tile, parse_tiling, tile_grid
+from jobrunner.plan import Plan
+from jobrunner.reduce import ReduceResult, reduce
+from jobrunner.serial import SerialResult, compute_serial, run_serial
+from jobrunner.spool import Spool
+from jobrunner.status import SpoolStatus, spool_status
+from jobrunner.supervisor import supervise
+from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, work
+
+__all__ = [
+    "Grid",
+    "JobRunnerError",
+    "Outcome",
+    "Plan",
+    "Progress",
+    "ReduceResult",
+    "SerialResult",
+    "Spool",
+    "SpoolStatus",
+    "Tile",
+    "WorkSummary",
+    "attempt_job",
+    "compute_serial",
+    "parse_tiling",
+    "reduce",
+    "run_serial",
+    "spool_status",
+    "supervise",
+    "tile_grid",
+    "work",
+]

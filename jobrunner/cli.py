@@ -1,0 +1,285 @@
+"""The ``jobrunner`` command: a thin typer layer over the library.
+
+Every option that names a folder reads its environment variable when not given: the command
+line beats the environment, which beats the default.  Errors the user can fix arrive as
+:class:`~jobrunner.errors.JobRunnerError` and are printed once, by :func:`main`, as one line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+from rich.table import Table
+
+from jobrunner import kernels
+from jobrunner.errors import JobRunnerError
+from jobrunner.grid import Grid, parse_tiling
+from jobrunner.plan import Plan
+from jobrunner.records import DONE, FAILED, PENDING, RUNNING
+from jobrunner.worker import WorkSummary
+
+app = typer.Typer(
+    help="Run embarrassingly parallel grid work: plan tiles into a spool, drain it with workers, stitch the result.\n\n"
+    "The lab's path: `jobrunner serial`, then `jobrunner plan`, then `jobrunner work` in several terminals "
+    "or `jobrunner supervise --workers N`, then `jobrunner reduce`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+SpoolOption = Annotated[
+    Path,
+    typer.Option("--spool", envvar="JOBRUNNER_SPOOL", help="Spool folder holding the plan and its jobs.", show_default=True),
+]
+OutputsOption = Annotated[
+    Path,
+    typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", help="Folder for tiles, arrays and figures."),
+]
+StepOption = Annotated[float, typer.Option("--step", help="Grid spacing, in the units of x and y.")]
+ExtentOption = Annotated[
+    tuple[float, float, float, float],
+    typer.Option("--extent", metavar="XMIN XMAX YMIN YMAX", help="The grid covers [XMIN, XMAX) x [YMIN, YMAX)."),
+]
+SigmaOption = Annotated[float, typer.Option("--sigma", help="Width of the Gaussian.")]
+RetriesOption = Annotated[
+    int, typer.Option("--retries", help="Run a job whose kernel raised this many more times before leaving it failed.")
+]
+RetryFailedOption = Annotated[
+    bool, typer.Option("--retry-failed", help="Give jobs already left failed a fresh set of retries first.")
+]
+
+
+def _spool(spool: Path, outputs: Path):
+    from jobrunner.spool import Spool
+
+    return Spool.open(spool, outputs)
+
+
+@app.command()
+def serial(
+    step: StepOption = 0.001,
+    extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
+    sigma: SigmaOption = 1.0,
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """The lab's Task 1: the whole grid by the point-by-point loop, timed. Writes serial.npy and serial.png."""
+    from jobrunner.serial import run_serial
+
+    grid = Grid(*extent, step=step)
+    with _progress_bar("serial loop", unit="row blocks") as advance:
+        result = run_serial(grid, outputs, sigma, on_progress=lambda done, total: advance(done, total))
+    out.print(f"serial loop over {grid.shape[0]} x {grid.shape[1]} points: {result.seconds:.2f} s")
+    out.print(f"wrote {result.array} and {result.figure}")
+
+
+@app.command()
+def plan(
+    step: StepOption = 0.001,
+    tiles: Annotated[str, typer.Option("--tiles", metavar="ROWSxCOLS", help="How to cut the grid, e.g. 4x4 or 3x5.")] = "4x4",
+    kernel: Annotated[
+        str,
+        typer.Option(
+            "--kernel",
+            help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), or package.module:function.",
+        ),
+    ] = "loop",
+    extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
+    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian [default: 1].")] = None,
+    param: Annotated[
+        Optional[list[str]],
+        typer.Option("--param", metavar="NAME=VALUE", help="A kernel parameter; VALUE is a JSON literal. Repeatable."),
+    ] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Discard a different plan already in the spool.")] = False,
+    spool: SpoolOption = Path("jobs"),
+) -> None:
+    """Write one JSON job spec per tile into the spool. Planning the same plan again changes nothing."""
+    from jobrunner.spool import Spool
+
+    params = _parse_params(param or [])
+    if sigma is not None:
+        params["sigma"] = sigma
+    the_plan = Plan(Grid(*extent, step=step), parse_tiling(tiles), kernel, params)
+    created, wrote = Spool.create(the_plan, spool, replace=replace)
+    verb = "planned" if wrote else "already planned (nothing changed)"
+    out.print(f"{verb}: {the_plan.describe()}, {len(created.job_ids)} jobs in {created.paths.spool}")
+    if wrote:
+        out.print("next: `jobrunner supervise --workers N`, or `jobrunner work` in as many terminals as you like")
+
+
+@app.command()
+def work(
+    retries: RetriesOption = 2,
+    retry_failed: RetryFailedOption = False,
+    spool: SpoolOption = Path("jobs"),
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """One independent worker: claim jobs until none is left. Start as many as you like, anywhere the spool is."""
+    from jobrunner.worker import work as run_worker
+
+    the_spool = _spool(spool, outputs)
+    with _interruptible(), _progress_bar("tiles", unit="tiles") as advance:
+        summary = run_worker(
+            the_spool, retries, retry_failed, on_progress=lambda p: advance(p.done + p.failed, p.total)
+        )
+    _report(summary, f"worker {socket.gethostname()}:{os.getpid()}")
+
+
+@app.command()
+def supervise(
+    workers: Annotated[
+        int, typer.Option("--workers", help="Processes in the pool [default: the number of CPUs].", show_default=False)
+    ] = 0,
+    retries: RetriesOption = 2,
+    retry_failed: RetryFailedOption = False,
+    spool: SpoolOption = Path("jobs"),
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """The lab's Task 3: drain the spool with a ProcessPoolExecutor (submit + as_completed)."""
+    from jobrunner.supervisor import supervise as run_supervisor
+
+    if workers == 0:
+        workers = os.cpu_count() or 1
+    elif workers < 0:
+        raise JobRunnerError(f"--workers must be at least 1, got {workers}")
+    the_spool = _spool(spool, outputs)
+    with _interruptible(), _progress_bar(f"{workers} workers", unit="tiles") as advance:
+        summary = run_supervisor(
+            the_spool, workers, retries, retry_failed, on_progress=lambda p: advance(p.done + p.failed, p.total)
+        )
+    _report(summary, f"supervisor with {workers} workers")
+
+
+@app.command()
+def reduce(
+    partial: Annotated[bool, typer.Option("--partial", help="Stitch even with tiles missing; holes are NaN.")] = False,
+    spool: SpoolOption = Path("jobs"),
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """Stitch the tiles into <outputs>/stitched.npy and draw stitched.png."""
+    from jobrunner.reduce import reduce as run_reduce
+
+    result = run_reduce(_spool(spool, outputs), partial)
+    out.print(f"stitched {result.shape[0]} x {result.shape[1]}: wrote {result.array} and {result.figure}")
+    if result.missing:
+        out.print(f"[yellow]partial:[/yellow] {len(result.missing)} tiles missing, stored as NaN")
+
+
+@app.command()
+def status(spool: SpoolOption = Path("jobs")) -> None:
+    """Pending, running (lock held now), done and failed jobs, and why each failed job failed."""
+    from jobrunner.status import spool_status
+
+    the_spool = _spool(spool, Path("outputs"))
+    report = spool_status(the_spool)
+    out.print(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}")
+    table = Table("state", "jobs", box=None)
+    colours = {PENDING: "white", RUNNING: "cyan", DONE: "green", FAILED: "red"}
+    for state in (PENDING, RUNNING, DONE, FAILED):
+        table.add_row(f"[{colours[state]}]{state}[/]", str(report.counts[state]))
+    out.print(table)
+    for job in report.running:
+        out.print(f"  running {job.id} on {job.host} pid {job.pid} for {job.seconds:.0f} s")
+    for job in report.failed:
+        out.print(f"  [red]failed[/red] {job.id} after {job.attempts} attempts: {job.error}", soft_wrap=True)
+    if report.failed:
+        out.print("  rerun them with `jobrunner work --retry-failed`; each record in records/ has the traceback")
+
+
+def _parse_params(items: list[str]) -> dict:
+    import json
+
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise JobRunnerError(f"--param takes NAME=VALUE, such as depth=250, not {item!r}")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise JobRunnerError(f"--param {item}: {value!r} is not a JSON literal (strings need quotes)") from None
+    return params
+
+
+def _report(summary: WorkSummary, who: str) -> None:
+    line = (
+        f"{who}: computed {summary.done_here} tiles in {summary.seconds:.1f} s; "
+        f"spool {summary.done}/{summary.total} done"
+    )
+    if summary.busy:
+        line += f", {summary.busy} claims skipped (held by other workers)"
+    if summary.failed:
+        err.print(f"[red]{line}, {len(summary.failed)} failed[/red]: see `jobrunner status`", soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(line, soft_wrap=True)
+
+
+class _RateColumn(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} {self.unit}/s", style="cyan")
+
+
+@contextmanager
+def _progress_bar(description: str, unit: str):
+    """A rich progress bar on a terminal; nothing when output goes to a file or a pipe."""
+    if not err.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        _RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C and SIGTERM (what scancel sends) stop the work cleanly; finished tiles stay."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]: finished tiles are kept; the jobs in flight are claimable again")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> None:
+    """Entry point: run the app and render a user's mistake as one line, without a traceback."""
+    try:
+        app()
+    except JobRunnerError as error:
+        err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        raise SystemExit(1) from None

@@ -1,0 +1,44 @@
+"""Publishing files atomically, and making sure a folder can be written.  Used by every writer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.paths import SpoolPaths, writer_tag
+
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], None], *, fsync: bool = False) -> None:
+    """Write ``target`` through ``write(file)`` under a partial name, then rename it into place."""
+    partial = SpoolPaths.partial(target, writer_tag())
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+            if fsync:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_text(target: Path, text: str) -> None:
+    write_atomically(target, lambda file: file.write(text.encode()))
+
+
+def ensure_folder(path: Path, role: str, option: str) -> None:
+    """Create ``path`` if needed; say plainly what to do if it is a file or not writable."""
+    if path.exists() and not path.is_dir():
+        raise JobRunnerError(f"the {role} path {path} is a file, not a folder: pass {option} with a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise JobRunnerError(
+            f"cannot create the {role} folder {path} ({error.strerror}): pass {option} with a writable folder"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise JobRunnerError(f"the {role} folder {path} is not writable: fix its permissions or pass {option}")

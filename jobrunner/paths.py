@@ -1,0 +1,73 @@
+"""Every path jobrunner reads or writes, owned by one object.  No other module joins path strings."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def writer_tag() -> str:
+    """``host-pid`` of this process: names its temporary files so two writers never share one."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class SpoolPaths:
+    spool: Path
+    outputs: Path
+
+    def __init__(self, spool: str | os.PathLike, outputs: str | os.PathLike) -> None:
+        object.__setattr__(self, "spool", Path(spool).absolute())
+        object.__setattr__(self, "outputs", Path(outputs).absolute())
+
+    @classmethod
+    def outputs_only(cls, outputs: str | os.PathLike) -> SpoolPaths:
+        """Paths for a command with no spool (``serial``): only the outputs half is meaningful."""
+        return cls(outputs, outputs)
+
+    # -- the spool: the plan, one spec, lock and record per job ---------------------------------
+    @property
+    def manifest(self) -> Path:
+        return self.spool / "plan.json"
+
+    @property
+    def specs(self) -> Path:
+        return self.spool / "specs"
+
+    @property
+    def locks(self) -> Path:
+        return self.spool / "locks"
+
+    @property
+    def records(self) -> Path:
+        return self.spool / "records"
+
+    def spec(self, job_id: str) -> Path:
+        return self.specs / f"{job_id}.json"
+
+    def lock(self, job_id: str) -> Path:
+        return self.locks / f"{job_id}.lock"
+
+    def record(self, job_id: str) -> Path:
+        return self.records / f"{job_id}.json"
+
+    # -- the outputs: tiles and the products made from them -------------------------------------
+    @property
+    def tiles(self) -> Path:
+        return self.outputs / "tiles"
+
+    def tile(self, job_id: str) -> Path:
+        return self.tiles / f"{job_id}.npy"
+
+    def product(self, name: str) -> Path:
+        """``serial.npy``, ``stitched.png`` and the like, directly under the outputs folder."""
+        return self.outputs / name
+
+    @staticmethod
+    def partial(target: Path, writer: str) -> Path:
+        """Where ``writer`` writes ``target`` before renaming it into place: same folder, so the rename is atomic."""
+        return target.with_name(f".{target.name}.{writer}.partial")

@@ -1,0 +1,90 @@
+"""A plan: the grid, how it is cut into tiles, and the kernel that fills them.  Pure values, no I/O."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.grid import Grid, Tile, tile_grid
+from jobrunner.kernels import default_params, kernel_reference
+
+PLAN_FORMAT = "jobrunner-plan/1"
+
+
+@dataclass(frozen=True)
+class Plan:
+    grid: Grid
+    tiling: tuple[int, int]
+    kernel: str = "loop"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kernel_reference(self.kernel)  # an unknown kernel name fails here, before anything is written
+        rows, cols = self.tiling
+        if rows < 1 or cols < 1:
+            raise JobRunnerError(f"a tiling needs at least one row and one column of tiles, got {rows}x{cols}")
+        merged = {**default_params(self.kernel), **self.params}
+        for name, value in merged.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise JobRunnerError(f"parameter {name} must be finite, got {value!r}")
+        object.__setattr__(self, "params", merged)
+        self.tiles()  # more tiles than rows or columns fails here
+
+    @classmethod
+    def create(
+        cls,
+        step: float,
+        tiles: tuple[int, int],
+        kernel: str = "loop",
+        extent: tuple[float, float, float, float] = (-2.0, 2.0, -2.0, 2.0),
+        **params: Any,
+    ) -> Plan:
+        return cls(Grid(*extent, step=step), tiles, kernel, params)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    def tiles(self) -> list[Tile]:
+        return tile_grid(self.shape, self.tiling)
+
+    def tile_by_id(self) -> dict[str, Tile]:
+        return {tile.id: tile for tile in self.tiles()}
+
+    def to_json(self) -> str:
+        g = self.grid
+        document = {
+            "format": PLAN_FORMAT,
+            "grid": {"xmin": g.xmin, "xmax": g.xmax, "ymin": g.ymin, "ymax": g.ymax, "step": g.step},
+            "shape": list(self.shape),
+            "tiles": list(self.tiling),
+            "jobs": self.tiling[0] * self.tiling[1],
+            "kernel": self.kernel,
+            "params": self.params,
+        }
+        return json.dumps(document, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "plan") -> Plan:
+        try:
+            document = json.loads(text)
+            if document.get("format") != PLAN_FORMAT:
+                raise ValueError(f"format is {document.get('format')!r}, expected {PLAN_FORMAT!r}")
+            rows, cols = document["tiles"]
+            params = document["params"]
+            if not isinstance(params, dict):
+                raise ValueError("params is not an object")
+            return cls(Grid(**document["grid"]), (int(rows), int(cols)), str(document["kernel"]), params)
+        except (ValueError, KeyError, TypeError, AttributeError, JobRunnerError) as error:
+            raise JobRunnerError(f"{source} is not a valid jobrunner plan ({error})") from None
+
+    def describe(self) -> str:
+        nx, ny = self.shape
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return (
+            f"{nx} x {ny} grid, step {self.grid.step:g}, tiles {self.tiling[0]}x{self.tiling[1]}, "
+            f"kernel {self.kernel}" + (f" ({params})" if params else "")
+        )

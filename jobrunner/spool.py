@@ -1,0 +1,277 @@
+"""The spool: a folder of jobs that any number of workers, anywhere it is mounted, drain together.
+
+This module owns the on-disk protocol.  Everything below is visible with ``ls``.
+
+Layout
+------
+::
+
+    <spool>/plan.json               the plan: grid, tiling, kernel and its parameters (written last by plan)
+    <spool>/specs/<id>.json         one spec per job: {"id": ..., "rows": [start, stop], "cols": [start, stop]}
+    <spool>/locks/<id>.lock         the job's lock file; a claim *is* a held flock on it
+    <spool>/records/<id>.json       the job's record: state, counters, one entry per attempt
+    <outputs>/tiles/<id>.npy        the job's tile, an array of the tile's shape
+    .<name>.<host>-<pid>.partial    a file being written, in the folder of its final name
+
+Job ids are ``tile-rRRR-cCCC`` (row and column of the tile, zero-padded so ids sort in plan
+order).  A spec carries its id and index ranges, never a path; it is validated when loaded
+(well-formed id equal to its file name, ranges inside the grid), so no spool file can make a
+worker write outside ``<outputs>/tiles``.  Spool files are JSON; nothing is ever unpickled.
+
+States
+------
+Derived by :func:`jobrunner.records.job_state` from the record and the lock:
+
+* pending: no record, or a record that is pending, or one that says running whose lock is
+  free (its worker died; the job is claimable again with no clean-up).
+* running: the record has an open attempt and the lock is held now.
+* done: the tile is in place (the record is written only after the tile).
+* failed: the kernel failed more than ``--retries`` times, the spec is invalid, or workers died
+  on it :data:`~jobrunner.records.MAX_LOST_ATTEMPTS` times; claimed again only with
+  ``--retry-failed``.
+
+A worker's steps for one job, and what SIGKILL at each step leaves behind
+--------------------------------------------------------------------------
+1. Read the record; skip the job if it is done or failed.            Nothing.
+2. Take the lock without waiting; held by someone else: move on.       Nothing: the kernel
+   releases a dead process's flock, so a dead worker's job is claimable at once.
+3. Read the record again: the job may have finished meanwhile.        Nothing.
+4. If the record has an open attempt, its holder died: close it as ``lost`` and delete the
+   partial files that holder (host-pid in the attempt) was writing.    Nothing new.
+5. Record the new attempt (the record is replaced atomically).        An open attempt; step 4
+   of the next claimant closes it.
+6. Load and validate the spec, compute the tile.                       Same.
+7. Write the tile to its partial name, fsync, ``os.replace`` it into place.  A partial file
+   (removed by the next claimant's step 4), or a complete tile under an open attempt (the
+   next claimant recomputes it and replaces it, atomically, with the same bits).
+8. Record done (atomic replace).                                       Done: nothing to clean.
+9. Release the lock (closing the file; the lock file itself stays).
+
+Rules: only the holder of a job's lock writes the job's record or tile.  Every file is
+published by ``os.replace`` from a partial name in the same folder, so no reader ever sees a
+half-written file.  Lock files are never deleted: unlinking a lock file that another process
+has open splits waiters across two inodes and breaks mutual exclusion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.files import ensure_folder, write_atomically, write_text
+from jobrunner.grid import JOB_ID_PATTERN, Tile
+from jobrunner.paths import SpoolPaths
+from jobrunner.plan import Plan
+from jobrunner.records import DONE, FAILED, RUNNING, JobRecord, job_state
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    state: str
+    record: JobRecord | None
+
+
+class Spool:
+    """A planned spool and the outputs folder its tiles go to."""
+
+    def __init__(self, paths: SpoolPaths, plan: Plan) -> None:
+        self.paths = paths
+        self.plan = plan
+        self._tiles = plan.tile_by_id()
+
+    # -- opening and planning --------------------------------------------------------------------
+    @classmethod
+    def open(cls, spool: str | os.PathLike, outputs: str | os.PathLike = "outputs") -> Spool:
+        paths = SpoolPaths(spool, outputs)
+        if not paths.spool.is_dir():
+            what = "is a file, not a spool folder" if paths.spool.exists() else "does not exist"
+            raise JobRunnerError(f"the spool {paths.spool} {what}: run `jobrunner plan` first, or pass --spool")
+        if not paths.manifest.is_file():
+            raise JobRunnerError(f"the spool {paths.spool} has no plan: run `jobrunner plan` first, or pass --spool")
+        return cls(paths, Plan.from_json(paths.manifest.read_text(), source=str(paths.manifest)))
+
+    @classmethod
+    def create(
+        cls, plan: Plan, spool: str | os.PathLike, outputs: str | os.PathLike = "outputs", *, replace: bool = False
+    ) -> tuple[Spool, bool]:
+        """Write ``plan`` into ``spool``; return the spool and whether anything was written.
+
+        The same plan again is a no-op.  A different plan is refused unless ``replace``, which
+        discards the old plan's specs and records (never a running one's).
+        """
+        paths = SpoolPaths(spool, outputs)
+        ensure_folder(paths.spool, "spool", "--spool")
+        if paths.manifest.exists():
+            existing = cls.open(paths.spool, paths.outputs)
+            if existing.plan == plan:
+                return existing, False
+            if not replace:
+                raise JobRunnerError(
+                    f"{paths.spool} already holds a different plan ({existing.plan.describe()}): "
+                    "pass --replace to discard it and its progress, or --spool to plan into another folder"
+                )
+            existing.discard()
+        for folder in (paths.specs, paths.locks, paths.records):
+            folder.mkdir(exist_ok=True)
+        for tile in plan.tiles():
+            spec = {"id": tile.id, "rows": [tile.row_start, tile.row_stop], "cols": [tile.col_start, tile.col_stop]}
+            write_text(paths.spec(tile.id), json.dumps(spec) + "\n")
+        write_text(paths.manifest, plan.to_json())  # last: a spool with a manifest is complete
+        return cls(paths, plan), True
+
+    def discard(self) -> None:
+        """Remove this plan's manifest, specs and records (not lock files, which may be in use)."""
+        running = [s.id for s in self.statuses() if s.state == RUNNING]
+        if running:
+            raise JobRunnerError(
+                f"{len(running)} jobs in {self.paths.spool} are running now ({running[0]}, ...): "
+                "stop those workers (or `jobrunner status` to see them) before replacing the plan"
+            )
+        self.paths.manifest.unlink(missing_ok=True)
+        for folder in (self.paths.specs, self.paths.records):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def prepare_outputs(self) -> None:
+        ensure_folder(self.paths.outputs, "outputs", "--outputs")
+        ensure_folder(self.paths.tiles, "tiles", "--outputs")
+
+    # -- jobs ------------------------------------------------------------------------------------
+    @property
+    def job_ids(self) -> list[str]:
+        return list(self._tiles)
+
+    def load_spec(self, job_id: str) -> Tile:
+        """The job's tile, from its spec file, checked against the plan."""
+        path = self.paths.spec(job_id)
+        try:
+            spec = json.loads(path.read_text())
+            if not isinstance(spec, dict) or set(spec) != {"id", "rows", "cols"}:
+                raise ValueError("expected exactly the keys id, rows and cols")
+            if not isinstance(spec["id"], str) or not JOB_ID_PATTERN.fullmatch(spec["id"]):
+                raise ValueError(f"id {spec['id']!r} is not of the form tile-r000-c000")
+            if spec["id"] != job_id:
+                raise ValueError(f"id {spec['id']!r} does not match the file name")
+            nx, ny = self.plan.shape
+            for key, length in (("rows", nx), ("cols", ny)):
+                bounds = spec[key]
+                if (
+                    not isinstance(bounds, list)
+                    or len(bounds) != 2
+                    or not all(type(b) is int for b in bounds)
+                    or not 0 <= bounds[0] < bounds[1] <= length
+                ):
+                    raise ValueError(f"{key} {bounds!r} is not a [start, stop] range inside 0..{length}")
+        except (OSError, ValueError) as error:
+            raise JobRunnerError(f"invalid job spec {path}: {error}") from None
+        planned = self._tiles.get(job_id)
+        (r0, r1), (c0, c1) = spec["rows"], spec["cols"]
+        if planned is None or (planned.rows, planned.cols) != (slice(r0, r1), slice(c0, c1)):
+            raise JobRunnerError(f"invalid job spec {path}: its ranges are not the plan's tile {job_id}")
+        return planned
+
+    def read_record(self, job_id: str) -> JobRecord | None:
+        path = self.paths.record(job_id)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return JobRecord.from_json(text)
+        except (ValueError, TypeError, KeyError) as error:
+            raise JobRunnerError(
+                f"the job record {path} is unreadable ({error}): delete it to run the job again"
+            ) from None
+
+    def write_record(self, record: JobRecord) -> None:
+        """Replace the job's record.  Only the holder of the job's lock may call this."""
+        write_text(self.paths.record(record.id), record.to_json())
+
+    # -- claims ------------------------------------------------------------------------------------
+    def _lock(self, job_id: str) -> FileLock:
+        # fallback_to_soft=False: a disk whose flock answers ENOSYS must be reported, never silently
+        # downgraded to a marker file that cannot notice a dead owner.
+        return FileLock(self.paths.lock(job_id), blocking=False, fallback_to_soft=False, thread_local=False)
+
+    @contextmanager
+    def claim(self, job_id: str) -> Iterator[bool]:
+        """Hold the job's lock for the ``with`` block if nobody else does; yield whether we got it."""
+        lock = self._lock(job_id)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False  # someone else has it: the normal case, not an error
+            return
+        except OSError as error:
+            raise JobRunnerError(
+                f"cannot lock {self.paths.lock(job_id)} ({error.strerror or error}): "
+                "this disk may not support file locks; put the spool on a disk that does"
+            ) from None
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def lock_is_held(self, job_id: str) -> bool:
+        """Whether another process holds the job's lock at this moment (probes by trying it)."""
+        with self.claim(job_id) as claimed:
+            return not claimed
+
+    # -- tiles -------------------------------------------------------------------------------------
+    def publish_tile(self, job_id: str, tile: np.ndarray) -> None:
+        """Put the tile in place atomically (fsynced first, so a crash never leaves a torn tile)."""
+        target = self.paths.tile(job_id)
+        try:
+            write_atomically(target, lambda file: np.save(file, tile, allow_pickle=False), fsync=True)
+        except OSError as error:
+            raise JobRunnerError(
+                f"cannot write tile {job_id} to {target.parent} ({error.strerror or error}): "
+                "free space or fix permissions there, then run the workers again"
+            ) from None
+
+    def remove_partials(self, job_id: str, writer: str) -> None:
+        """Delete what a dead ``writer`` left half-written for this job."""
+        for target in (self.paths.tile(job_id), self.paths.record(job_id)):
+            SpoolPaths.partial(target, writer).unlink(missing_ok=True)
+
+    # -- the whole spool ---------------------------------------------------------------------------
+    def statuses(self, probe_locks: bool = True) -> list[JobStatus]:
+        """Every job's state.  Only jobs whose record says running are probed, so idle jobs stay free."""
+        result = []
+        for job_id in self._tiles:
+            record = self.read_record(job_id)
+            held = probe_locks and record is not None and record.state == RUNNING and self.lock_is_held(job_id)
+            result.append(JobStatus(job_id, job_state(record, held), record))
+        return result
+
+    def claimable(self, retry_failed: bool = False) -> list[str]:
+        """Jobs a worker should try, judged without locks (a held one is skipped at claim time)."""
+        skip = {DONE} if retry_failed else {DONE, FAILED}
+        return [s.id for s in self.statuses(probe_locks=False) if s.state not in skip]
+
+
+    # -- putting jobs back -------------------------------------------------------------------------
+    def requeue(self, job_id: str) -> bool:
+        """Make a job claimable again (under its lock); False if a worker holds it now."""
+        with self.claim(job_id) as claimed:
+            if not claimed:
+                return False
+            record = self.read_record(job_id)
+            if record is not None:
+                record.requeue()
+                self.write_record(record)
+            return True
+
+    def requeue_failed(self) -> list[str]:
+        """Give every failed job a fresh allowance of retries."""
+        failed = [s.id for s in self.statuses(probe_locks=False) if s.state == FAILED]
+        return [job_id for job_id in failed if self.requeue(job_id)]

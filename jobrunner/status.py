@@ -1,0 +1,57 @@
+"""What a spool holds right now: counts by state, what is running where, why jobs failed.
+
+Safe while workers are busy: it reads records and probes only the locks of jobs whose record
+says running (a probe is a non-blocking try, released at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from jobrunner.records import DONE, FAILED, PENDING, RUNNING
+from jobrunner.spool import Spool
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    id: str
+    host: str
+    pid: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    id: str
+    attempts: int
+    error: str
+
+
+@dataclass
+class SpoolStatus:
+    total: int
+    counts: Counter = field(default_factory=Counter)
+    running: list[RunningJob] = field(default_factory=list)
+    failed: list[FailedJob] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.counts[DONE] == self.total
+
+
+def spool_status(spool: Spool) -> SpoolStatus:
+    statuses = spool.statuses()
+    report = SpoolStatus(len(statuses), Counter({PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}))
+    now = time.time()
+    for status in statuses:
+        report.counts[status.state] += 1
+        record = status.record
+        if status.state == RUNNING and record is not None and record.open_attempt is not None:
+            attempt = record.open_attempt
+            report.running.append(RunningJob(status.id, attempt.host, attempt.pid, now - attempt.started))
+        elif status.state == FAILED and record is not None:
+            last_line = (record.last_error or "no error recorded").strip().splitlines()[-1]
+            report.failed.append(FailedJob(status.id, len(record.attempts), last_line))
+    return report

@@ -1,0 +1,133 @@
+"""The lab's Task 3: run the jobs under ``concurrent.futures.ProcessPoolExecutor``.
+
+Data flow::
+
+    parent: scan the spool -> submit(run_job, id) for each claimable job -> as_completed -> .result()
+                                   |                                               ^
+    pool process:                  +--> attempt_job(spool, id)  (claim, compute, publish, record)
+                                                         returns a small Outcome, never the array
+
+The pool processes run the same claim protocol as ``jobrunner work``, so hand-started workers
+can drain the same spool at the same time and no job is done twice.  A pool process that dies
+(``BrokenProcessPool``) costs a new pool, not the run: its job's lock died with it, so the job
+is claimable again.  Ctrl-C cancels what has not started and stops the jobs in flight, which
+record the attempt as interrupted and become claimable again; finished tiles stay.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.records import DONE
+from jobrunner.spool import Spool
+from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, check_retries, finish_summary, tally
+
+#: A pool that breaks this many times in a row without finishing a tile is a problem to report.
+MAX_BROKEN_POOLS = 5
+
+_spool_in_this_process: Spool | None = None
+
+
+def _start_pool_process(spool_dir: str, outputs_dir: str) -> None:
+    """Initializer of each pool process: open the spool once; let the parent decide about Ctrl-C."""
+    global _spool_in_this_process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
+    signal.signal(signal.SIGTERM, _exit_now)
+    _spool_in_this_process = Spool.open(spool_dir, outputs_dir)
+
+
+def _exit_now(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds attempt_job, which records the attempt as interrupted
+
+
+def run_job(job_id: str, retries: int) -> Outcome:
+    """What a pool process runs for one job (module level, so it pickles)."""
+    assert _spool_in_this_process is not None, "pool process started without _start_pool_process"
+    return attempt_job(_spool_in_this_process, job_id, retries)
+
+
+def _new_pool(spool: Spool, workers: int) -> ProcessPoolExecutor:
+    # fork: pool processes start in milliseconds and inherit NumPy already imported.  The pool
+    # forks all its processes at the first submit, before any progress thread exists.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_pool_process,
+        initargs=(str(spool.paths.spool), str(spool.paths.outputs)),
+    )
+
+
+def supervise(
+    spool: Spool,
+    workers: int,
+    retries: int = 2,
+    retry_failed: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> WorkSummary:
+    """Drain the spool with a pool of ``workers`` processes; return what happened."""
+    if workers < 1:
+        raise JobRunnerError(f"--workers must be at least 1, got {workers}")
+    check_retries(retries)
+    started = time.perf_counter()
+    spool.prepare_outputs()
+    if retry_failed:
+        spool.requeue_failed()
+    statuses = spool.statuses(probe_locks=False)
+    progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
+    summary = WorkSummary(progress.total)
+    pending = spool.claimable()
+    pool: ProcessPoolExecutor | None = None
+    broken_in_a_row = 0
+    try:
+        while pending:
+            if pool is None:
+                pool = _new_pool(spool, min(workers, len(pending)))
+            futures = [pool.submit(run_job, job_id, retries) for job_id in pending]
+            if on_progress:
+                on_progress(progress)  # after the first submit: the pool has forked by now
+            claimed_any = False
+            try:
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    claimed_any |= outcome.claimed
+                    broken_in_a_row = 0 if outcome.claimed else broken_in_a_row
+                    tally(outcome, progress, summary)
+                    if on_progress:
+                        on_progress(progress)
+            except BrokenProcessPool:
+                # A pool process died (killed, out of memory).  Its lock died with it, so its job
+                # is claimable again; open a new pool and go on with whatever is left.
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = None
+                broken_in_a_row += 1
+                if broken_in_a_row >= MAX_BROKEN_POOLS:
+                    raise JobRunnerError(
+                        f"the worker pool broke {broken_in_a_row} times in a row (processes killed or out of "
+                        "memory): see `jobrunner status`, try fewer --workers"
+                    ) from None
+                claimed_any = True
+            pending = spool.claimable() if claimed_any else []
+    except BaseException:
+        if pool is not None:
+            _stop_in_flight(pool)
+            pool = None
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return finish_summary(spool, summary, started)
+
+
+def _stop_in_flight(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued jobs and stop running ones; each records its attempt as interrupted."""
+    for process in multiprocessing.active_children():
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)

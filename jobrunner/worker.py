@@ -1,0 +1,199 @@
+"""A worker: claim jobs from a spool one at a time, compute their tiles, record the outcome.
+
+:func:`attempt_job` is one pass of the protocol in :mod:`jobrunner.spool` over one job; both
+``jobrunner work`` (:func:`work`) and the supervisor's pool processes call it, so every way of
+running workers drains the same spool under the same rules.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.grid import Grid, Tile
+from jobrunner.kernels import load_kernel
+from jobrunner.plan import Plan
+from jobrunner.records import DONE, FAILED, JobRecord
+from jobrunner.spool import Spool
+
+#: What one call of :func:`attempt_job` came to.
+DONE_HERE = "done"  # we computed and published the tile
+FAILED_FOR_GOOD = "failed"  # it failed and is out of retries (or its spec is invalid)
+WILL_RETRY = "retry"  # the kernel failed; the job is claimable again
+BUSY = "busy"  # another worker holds it now
+DONE_ELSEWHERE = "done-elsewhere"  # someone else finished it before we looked
+FAILED_ELSEWHERE = "failed-elsewhere"  # already failed for good
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    result: str
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def claimed(self) -> bool:
+        """Whether this worker ran an attempt (so the spool changed because of it)."""
+        return self.result in (DONE_HERE, FAILED_FOR_GOOD, WILL_RETRY)
+
+
+@dataclass
+class Progress:
+    """The running totals a progress display needs, reported after every job."""
+
+    total: int
+    done: int
+    failed: int = 0
+    last: Outcome | None = None
+
+
+@dataclass
+class WorkSummary:
+    total: int
+    done: int = 0  # done in the whole spool at the end
+    done_here: int = 0  # tiles this worker (or this supervisor's pool) computed
+    failed: list[str] = field(default_factory=list)  # jobs left failed for good
+    busy: int = 0  # claims skipped because another worker held the job
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@lru_cache(maxsize=4)
+def _axes(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    return grid.axes()
+
+
+def compute_tile(plan: Plan, tile: Tile) -> np.ndarray:
+    """Run the plan's kernel on one tile, on slices of the global axes (never a recomputed arange)."""
+    x, y = _axes(plan.grid)
+    kernel = load_kernel(plan.kernel)
+    values = kernel(x[tile.rows].reshape(-1, 1), y[tile.cols].reshape(1, -1), **plan.params)
+    if not isinstance(values, np.ndarray) or values.shape != tile.shape or values.dtype.kind != "f":
+        got = f"{type(values).__name__} {getattr(values, 'shape', '')} {getattr(values, 'dtype', '')}".strip()
+        raise TypeError(f"kernel {plan.kernel} returned {got}, expected a float array of shape {tile.shape}")
+    return values
+
+
+def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
+    """Try to claim ``job_id`` and, if we get it, run one attempt (steps 1-9 of the protocol)."""
+    record = spool.read_record(job_id)
+    if record is not None and record.state in (DONE, FAILED):
+        return Outcome(job_id, DONE_ELSEWHERE if record.state == DONE else FAILED_ELSEWHERE)
+    with spool.claim(job_id) as claimed:
+        if not claimed:
+            return Outcome(job_id, BUSY)
+        record = spool.read_record(job_id) or JobRecord(job_id)  # look again: it may have finished meanwhile
+        if record.state == DONE:
+            return Outcome(job_id, DONE_ELSEWHERE)
+        lost = record.close_lost_attempt(time.time())
+        if lost is not None:
+            spool.remove_partials(job_id, f"{lost.host}-{lost.pid}")
+            if record.state == FAILED:
+                spool.write_record(record)
+                return Outcome(job_id, FAILED_FOR_GOOD, error=lost.error)
+        if record.state == FAILED:
+            return Outcome(job_id, FAILED_ELSEWHERE)
+        return _run_attempt(spool, record, retries)
+
+
+def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
+    job_id = record.id
+    record.start_attempt(socket.gethostname(), os.getpid(), time.time())
+    spool.write_record(record)
+    started = time.perf_counter()
+    try:
+        try:
+            tile = spool.load_spec(job_id)
+        except JobRunnerError as error:  # a bad spec fails the same way every time: no retries
+            record.fail(time.time(), str(error), traceback.format_exc(), retries, permanent=True)
+            spool.write_record(record)
+            return Outcome(job_id, FAILED_FOR_GOOD, time.perf_counter() - started, str(error))
+        try:
+            values = compute_tile(spool.plan, tile)
+        except Exception as error:  # the kernel's failure is the job's, recorded with its traceback
+            message = f"{type(error).__name__}: {error}"
+            record.fail(time.time(), message, traceback.format_exc(), retries)
+            spool.write_record(record)
+            result = FAILED_FOR_GOOD if record.state == FAILED else WILL_RETRY
+            return Outcome(job_id, result, time.perf_counter() - started, message)
+        spool.publish_tile(job_id, values)
+        record.finish(time.time())
+        spool.write_record(record)
+        return Outcome(job_id, DONE_HERE, time.perf_counter() - started)
+    except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
+        if record.open_attempt is not None:
+            record.interrupt(time.time(), f"{type(error).__name__}: {error}".rstrip(": "))
+            spool.write_record(record)
+        raise
+
+
+def work(
+    spool: Spool,
+    retries: int = 2,
+    retry_failed: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> WorkSummary:
+    """Drain the spool in this process until nothing is left to claim.
+
+    Passes over the claimable jobs repeat while a pass claimed something (a failed job may be
+    retried, a dead worker's job may have come free); a pass that claimed nothing ends the work.
+    """
+    check_retries(retries)
+    started = time.perf_counter()
+    spool.prepare_outputs()
+    if retry_failed:
+        spool.requeue_failed()
+    statuses = spool.statuses(probe_locks=False)
+    progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
+    summary = WorkSummary(progress.total)
+    if on_progress:
+        on_progress(progress)
+    while True:
+        claimed_any = False
+        for job_id in spool.claimable():
+            outcome = attempt_job(spool, job_id, retries)
+            claimed_any |= outcome.claimed
+            tally(outcome, progress, summary)
+            if on_progress:
+                on_progress(progress)
+        if not claimed_any:
+            break
+    return finish_summary(spool, summary, started)
+
+
+def finish_summary(spool: Spool, summary: WorkSummary, started: float) -> WorkSummary:
+    """Fill in the spool-wide totals at the end of a run: every job done, or which ones failed."""
+    final = spool.statuses(probe_locks=False)
+    summary.done = sum(s.state == DONE for s in final)
+    summary.failed = [s.id for s in final if s.state == FAILED]
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def tally(outcome: Outcome, progress: Progress, summary: WorkSummary) -> None:
+    progress.last = outcome
+    if outcome.result in (DONE_HERE, DONE_ELSEWHERE):
+        progress.done += 1
+    if outcome.result == DONE_HERE:
+        summary.done_here += 1
+    elif outcome.result in (FAILED_FOR_GOOD, FAILED_ELSEWHERE):
+        progress.failed += 1
+    elif outcome.result == BUSY:
+        summary.busy += 1
+
+
+def check_retries(retries: int) -> None:
+    if retries < 0:
+        raise JobRunnerError(f"--retries must be 0 or more, got {retries}")
