@@ -17,6 +17,7 @@ record the attempt as interrupted and become claimable again; finished tiles sta
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -49,7 +50,12 @@ def _exit_now(signum, frame):
 def run_job(job_id: str, retries: int) -> Outcome:
     """What a pool process runs for one job (module level, so it pickles)."""
     assert _spool_in_this_process is not None, "pool process started without _start_pool_process"
-    return attempt_job(_spool_in_this_process, job_id, retries)
+    try:
+        return attempt_job(_spool_in_this_process, job_id, retries)
+    except SystemExit as stop:
+        # Told to stop: the attempt is recorded as interrupted by now.  Exit at once rather than go
+        # back to the pool's call queue, which may still hold jobs queued before the cancel.
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
 def _new_pool(spool: Spool, workers: int) -> ProcessPoolExecutor:

@@ -134,9 +134,17 @@ def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
         return Outcome(job_id, DONE_HERE, time.perf_counter() - started)
     except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
         if record.open_attempt is not None:
-            record.interrupt(time.time(), f"{type(error).__name__}: {error}".rstrip(": "))
+            record.interrupt(time.time(), _why_stopped(error))
             spool.write_record(record)
         raise
+
+
+def _why_stopped(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGTERM); the job was left for another worker"
+    if isinstance(error, SystemExit):
+        return "stopped by its supervisor (Ctrl-C); the job was left for another worker"
+    return str(error) if isinstance(error, JobRunnerError) else f"{type(error).__name__}: {error}"
 
 
 def work(

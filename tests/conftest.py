@@ -1,0 +1,105 @@
+"""Shared fixtures: real subprocesses of the real command, in folders whose names have spaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HELPERS = Path(__file__).parent / "helpers"
+
+#: Every wait on another process is bounded by this many seconds.
+PROCESS_TIMEOUT = 120
+
+
+class Project:
+    """A working folder with a spool and an outputs folder, and ways to run ``jobrunner`` in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.spool = root / "the spool"
+        self.outputs = root / "the outputs"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH", "")])),
+            "JOBRUNNER_SPOOL": str(self.spool),
+            "JOBRUNNER_OUTPUTS": str(self.outputs),
+            "COLUMNS": "200",
+        }
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "jobrunner", *map(str, args)]
+
+    def run(self, *args: str, check: bool = True, timeout: float = PROCESS_TIMEOUT) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            self.command(*args), cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"jobrunner {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args), cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    # -- reading the spool as a test sees it --------------------------------------------------------
+    def records(self) -> dict[str, dict]:
+        folder = self.spool / "records"
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+    def wait_for_open_attempt(self, timeout: float = PROCESS_TIMEOUT) -> tuple[str, dict]:
+        """Block until some job's record shows an attempt in progress; return its id and attempt."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for job_id, record in self.records().items():
+                if record["attempts"] and record["attempts"][-1]["outcome"] == "running":
+                    return job_id, record["attempts"][-1]
+            time.sleep(0.02)
+        raise AssertionError("no job started within the timeout")
+
+    def leftovers(self) -> list[Path]:
+        """Partial files anywhere under the spool or the outputs."""
+        return [p for folder in (self.spool, self.outputs) for p in folder.rglob("*.partial")]
+
+    def load(self, name: str) -> np.ndarray:
+        return np.load(self.outputs / name)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "a folder with spaces"
+    root.mkdir()
+    return Project(root)
+
+
+def wait(process: subprocess.Popen, timeout: float = PROCESS_TIMEOUT) -> tuple[int, str, str]:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"process did not finish in {timeout} s:\n{stderr}") from None
+    return process.returncode, stdout, stderr
+
+
+@pytest.fixture(scope="session")
+def serial_reference(tmp_path_factory) -> callable:
+    """``serial_reference(step, extent)``: the lab loop's array, computed once per grid by ``jobrunner serial``."""
+    cache: dict[tuple, np.ndarray] = {}
+
+    def reference(step: float, extent=(-2, 2, -2, 2)) -> np.ndarray:
+        key = (step, tuple(extent))
+        if key not in cache:
+            project = Project(tmp_path_factory.mktemp("serial reference"))
+            project.run("serial", "--step", step, "--extent", *extent)
+            cache[key] = project.load("serial.npy")
+        return cache[key]
+
+    return reference

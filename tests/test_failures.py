@@ -1,0 +1,136 @@
+"""Killed workers, failing kernels, hand-edited specs, Ctrl-C: nothing lost, nothing half-written."""
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from conftest import PROCESS_TIMEOUT, wait
+
+STEP = 0.02
+
+
+def test_sigkill_mid_tile_leaves_no_partial_and_another_worker_finishes(project, serial_reference):
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
+    victim = project.start("work")
+    job_id, attempt = project.wait_for_open_attempt()
+    assert attempt["pid"] == victim.pid
+    victim.send_signal(signal.SIGKILL)
+    wait(victim)
+    assert project.records()[job_id]["state"] == "running"  # what the dead worker left: an open attempt
+
+    # The job is claimable at once: no lock to clean up, no timeout to wait for.
+    project.env["PYTHONPATH"] += ""  # same environment
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
+    result = project.run("work")
+    assert "computed 4 tiles" in result.stdout
+    record = project.records()[job_id]
+    assert [a["outcome"] for a in record["attempts"]] == ["lost", "done"]
+    assert record["attempts"][0]["pid"] == victim.pid
+    assert project.leftovers() == []
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+def test_a_failing_kernel_is_recorded_with_its_traceback_and_retried(project, tmp_path, serial_reference):
+    tally = tmp_path / "tally"
+    tally.mkdir()
+    project.run(
+        "plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:flaky",
+        "--param", f'tally="{tally}"', "--param", "fail_times=2",
+    )
+    result = project.run("work", "--retries", "2")
+    assert "computed 4 tiles" in result.stdout
+    for record in project.records().values():
+        outcomes = [a["outcome"] for a in record["attempts"]]
+        assert outcomes == ["failed", "failed", "done"]
+        first = record["attempts"][0]
+        assert "Traceback" in first["traceback"] and "failing on purpose" in first["traceback"]
+        assert first["host"] and first["pid"] and first["attempt"] == 1
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+def test_a_kernel_out_of_retries_is_left_failed_and_the_worker_exits_nonzero(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "jr_test_kernels:broken")
+    result = project.run("work", "--retries", "1", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    records = project.records()
+    assert all(r["state"] == "failed" and len(r["attempts"]) == 2 for r in records.values())
+    status = project.run("status").stdout
+    assert "failed" in status and "ZeroDivisionError: this kernel always fails" in status
+    refused = project.run("reduce", check=False)
+    assert refused.returncode == 1 and "--retry-failed" in refused.stderr
+    again = project.run("supervise", "--workers", "2", "--retry-failed", "--retries", "0", check=False)
+    assert again.returncode == 1
+    assert all(len(r["attempts"]) == 3 for r in project.records().values())
+
+
+def test_a_hand_edited_spec_fails_its_job_and_the_rest_finish(project):
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
+    bad = project.spool / "specs" / "tile-r000-c001.json"
+    bad.write_text(json.dumps({"id": "../../escape", "rows": [0, 100], "cols": [0, 100]}))
+    truncated = project.spool / "specs" / "tile-r001-c000.json"
+    truncated.write_text(truncated.read_text()[:10])
+    result = project.run("work", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    records = project.records()
+    assert records["tile-r000-c001"]["state"] == "failed"
+    assert str(bad) in records["tile-r000-c001"]["attempts"][-1]["error"]
+    assert records["tile-r001-c000"]["state"] == "failed"
+    assert records["tile-r000-c000"]["state"] == records["tile-r001-c001"]["state"] == "done"
+    assert sorted(p.name for p in (project.outputs / "tiles").iterdir()) == ["tile-r000-c000.npy", "tile-r001-c001.npy"]
+    assert not (project.root.parent / "escape.npy").exists()
+
+
+def test_ranges_outside_the_grid_are_refused(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    spec = project.spool / "specs" / "tile-r000-c000.json"
+    spec.write_text(json.dumps({"id": "tile-r000-c000", "rows": [0, 10_000], "cols": [0, 100]}))
+    project.run("work", check=False)
+    error = project.records()["tile-r000-c000"]["attempts"][-1]["error"]
+    assert "rows" in error and "inside 0..200" in error
+
+
+def test_a_kernel_returning_the_wrong_shape_fails_its_jobs(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x1", "--kernel", "jr_test_kernels:wrong_shape")
+    assert project.run("work", "--retries", "0", check=False).returncode == 1
+    assert "expected a float array of shape (200, 200)" in project.records()["tile-r000-c000"]["attempts"][0]["error"]
+
+
+@pytest.mark.parametrize("verb", ["work", "supervise"])
+def test_ctrl_c_leaves_nothing_half_done(project, serial_reference, verb):
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=3")
+    process = project.start(verb, *(["--workers", "2"] if verb == "supervise" else []))
+    project.wait_for_open_attempt()
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    code, _, stderr = wait(process, timeout=30)
+    assert code == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert time.monotonic() - started < 2.5, "interrupting should not wait for the tiles in flight"
+    assert project.leftovers() == []
+    records = project.records()
+    assert not any(r["state"] == "running" for r in records.values())
+    assert any(r["attempts"][-1]["outcome"] == "interrupted" for r in records.values())
+    project.run("work")
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+def test_supervise_survives_a_killed_pool_process(project, serial_reference):
+    project.run("plan", "--step", STEP, "--tiles", "2x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
+    supervisor = project.start("supervise", "--workers", "2")
+    _, attempt = project.wait_for_open_attempt()
+    assert attempt["pid"] != supervisor.pid
+    os.kill(attempt["pid"], signal.SIGKILL)
+    code, stdout, stderr = wait(supervisor, timeout=PROCESS_TIMEOUT)
+    assert code == 0, stderr
+    outcomes = sorted(a["outcome"] for r in project.records().values() for a in r["attempts"])
+    assert outcomes.count("done") == 6 and outcomes.count("lost") + outcomes.count("interrupted") >= 1
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+    assert project.leftovers() == []
