@@ -66,6 +66,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import ensure_folder, write_atomically, write_text
 from jobrunner.grid import JOB_ID_PATTERN, Tile
@@ -109,6 +110,7 @@ class Spool:
         The same plan again is a no-op.  A different plan is refused unless ``replace``, which
         discards the old plan's specs and records (never a running one's).
         """
+        probe_kernel(plan)
         paths = SpoolPaths(spool, outputs)
         ensure_folder(paths.spool, "spool", "--spool")
         if paths.manifest.exists():

@@ -13,14 +13,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-import numpy as np
-
+from jobrunner.compute import compute_tile
 from jobrunner.errors import JobRunnerError
-from jobrunner.grid import Grid, Tile
-from jobrunner.kernels import load_kernel
-from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, JobRecord
 from jobrunner.spool import Spool
 
@@ -68,22 +63,6 @@ class WorkSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-@lru_cache(maxsize=4)
-def _axes(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    return grid.axes()
-
-
-def compute_tile(plan: Plan, tile: Tile) -> np.ndarray:
-    """Run the plan's kernel on one tile, on slices of the global axes (never a recomputed arange)."""
-    x, y = _axes(plan.grid)
-    kernel = load_kernel(plan.kernel)
-    values = kernel(x[tile.rows].reshape(-1, 1), y[tile.cols].reshape(1, -1), **plan.params)
-    if not isinstance(values, np.ndarray) or values.shape != tile.shape or values.dtype.kind != "f":
-        got = f"{type(values).__name__} {getattr(values, 'shape', '')} {getattr(values, 'dtype', '')}".strip()
-        raise TypeError(f"kernel {plan.kernel} returned {got}, expected a float array of shape {tile.shape}")
-    return values
 
 
 def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
