@@ -25,10 +25,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.text import Text
 from rich.table import Table
+from rich.text import Text
 
-from jobrunner import kernels
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, parse_tiling
 from jobrunner.plan import Plan
@@ -48,7 +47,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 SpoolOption = Annotated[
     Path,
-    typer.Option("--spool", envvar="JOBRUNNER_SPOOL", help="Spool folder holding the plan and its jobs.", show_default=True),
+    typer.Option(
+        "--spool", envvar="JOBRUNNER_SPOOL", help="Spool folder holding the plan and its jobs.", show_default=True
+    ),
 ]
 OutputsOption = Annotated[
     Path,
@@ -94,12 +95,15 @@ def serial(
 @app.command()
 def plan(
     step: StepOption = 0.001,
-    tiles: Annotated[str, typer.Option("--tiles", metavar="ROWSxCOLS", help="How to cut the grid, e.g. 4x4 or 3x5.")] = "4x4",
+    tiles: Annotated[
+        str, typer.Option("--tiles", metavar="ROWSxCOLS", help="How to cut the grid, e.g. 4x4 or 3x5.")
+    ] = "4x4",
     kernel: Annotated[
         str,
         typer.Option(
             "--kernel",
-            help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), or package.module:function.",
+            help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), "
+            "or package.module:function.",
         ),
     ] = "loop",
     extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
@@ -244,7 +248,11 @@ class _RateColumn(ProgressColumn):
 
 @contextmanager
 def _progress_bar(description: str, unit: str):
-    """A rich progress bar on a terminal; nothing when output goes to a file or a pipe."""
+    """A rich progress bar on a terminal; nothing when output goes to a file or a pipe.
+
+    The bar (and its refresh thread) starts at the first update, which the supervisor sends only
+    after its pool has forked: forking while another thread runs can deadlock the children.
+    """
     if not err.is_terminal:
         yield lambda done, total: None
         return
@@ -258,9 +266,18 @@ def _progress_bar(description: str, unit: str):
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
 
 
 @contextmanager

@@ -33,7 +33,7 @@ def compute_tile(plan: Plan, tile: Tile) -> np.ndarray:
 
 def probe_kernel(plan: Plan) -> None:
     """Import the kernel and run it on a tiny tile; refuse the plan if that fails."""
-    rows, cols = (min(n, p) for n, p in zip(plan.shape, PROBE_SHAPE))
+    rows, cols = (min(n, p) for n, p in zip(plan.shape, PROBE_SHAPE, strict=True))
     probe = Tile(0, 0, 0, rows, 0, cols)
     try:
         compute_tile(plan, probe)

@@ -103,6 +103,8 @@ class JobRecord:
     @classmethod
     def from_json(cls, text: str) -> JobRecord:
         document: dict[str, Any] = json.loads(text)
+        if not isinstance(document, dict):
+            raise ValueError("it is not a JSON object")
         attempts = [Attempt(**attempt) for attempt in document.pop("attempts")]
         record = cls(**document, attempts=attempts)
         if record.state not in (PENDING, RUNNING, DONE, FAILED):

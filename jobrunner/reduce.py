@@ -88,6 +88,9 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     paths = spool.paths
     ensure_folder(paths.outputs, "outputs", "--outputs")
     array, figure = paths.product("stitched.npy"), paths.product("stitched.png")
+    for target in (array, figure):
+        if target.is_dir():
+            raise JobRunnerError(f"{target} is a folder: move it away, or pass --outputs")
     partial_array = SpoolPaths.partial(array, writer_tag())
     partial_figure = SpoolPaths.partial(figure, writer_tag())
     tiles = spool.plan.tile_by_id()

@@ -24,9 +24,7 @@ class SerialResult:
     figure: Path
 
 
-def compute_serial(
-    grid: Grid, sigma: float = 1.0, on_progress: Callable[[int, int], None] | None = None
-) -> np.ndarray:
+def compute_serial(grid: Grid, sigma: float = 1.0, on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """``Z[i, j] = g(X[i], Y[j])`` by the lab's loop, in row blocks so progress can be shown."""
     x, y = grid.axes()
     values = np.empty((len(x), len(y)))

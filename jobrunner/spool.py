@@ -58,10 +58,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -99,7 +99,11 @@ class Spool:
             raise JobRunnerError(f"the spool {paths.spool} {what}: run `jobrunner plan` first, or pass --spool")
         if not paths.manifest.is_file():
             raise JobRunnerError(f"the spool {paths.spool} has no plan: run `jobrunner plan` first, or pass --spool")
-        return cls(paths, Plan.from_json(paths.manifest.read_text(), source=str(paths.manifest)))
+        try:
+            text = paths.manifest.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise JobRunnerError(f"cannot read the plan {paths.manifest} ({error})") from None
+        return cls(paths, Plan.from_json(text, source=str(paths.manifest)))
 
     @classmethod
     def create(
@@ -186,17 +190,30 @@ class Spool:
         try:
             text = path.read_text()
         except FileNotFoundError:
+            if not self.paths.records.is_dir():
+                raise JobRunnerError(f"the spool {self.paths.spool} has no records folder: plan it again") from None
             return None
+        except (OSError, UnicodeDecodeError) as error:
+            raise JobRunnerError(f"cannot read the job record {path} ({error})") from None
         try:
-            return JobRecord.from_json(text)
-        except (ValueError, TypeError, KeyError) as error:
+            record = JobRecord.from_json(text)
+            if record.id != job_id:
+                raise ValueError(f"it names job {record.id!r}")
+            return record
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise JobRunnerError(
                 f"the job record {path} is unreadable ({error}): delete it to run the job again"
             ) from None
 
     def write_record(self, record: JobRecord) -> None:
         """Replace the job's record.  Only the holder of the job's lock may call this."""
-        write_text(self.paths.record(record.id), record.to_json())
+        try:
+            write_text(self.paths.record(record.id), record.to_json())
+        except OSError as error:
+            raise JobRunnerError(
+                f"cannot write the job record {self.paths.record(record.id)} ({error.strerror or error}): "
+                "free space or fix permissions in the spool, then run the workers again"
+            ) from None
 
     # -- claims ------------------------------------------------------------------------------------
     def _lock(self, job_id: str) -> FileLock:
@@ -228,6 +245,33 @@ class Spool:
         with self.claim(job_id) as claimed:
             return not claimed
 
+    def wait_for_lock(self, job_id: str, timeout: float) -> None:
+        """Block until the job's lock is free (then let it go at once), or ``timeout`` seconds pass."""
+        try:
+            with self._lock(job_id).acquire(timeout=timeout, blocking=True):
+                pass
+        except Timeout:
+            pass
+
+    def attempt_is_live(self, record: JobRecord) -> bool:
+        """Whether the record's open attempt still has a worker behind it.
+
+        An attempt on this host is judged by its pid, without touching the lock, so that looking
+        never makes a worker find the job busy; an attempt elsewhere by probing the lock.
+        """
+        attempt = record.open_attempt
+        if attempt is None:
+            return False
+        if attempt.host == socket.gethostname():
+            try:
+                os.kill(attempt.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True  # alive, another user's
+            return True
+        return self.lock_is_held(record.id)
+
     # -- tiles -------------------------------------------------------------------------------------
     def publish_tile(self, job_id: str, tile: np.ndarray) -> None:
         """Put the tile in place atomically (fsynced first, so a crash never leaves a torn tile)."""
@@ -240,6 +284,19 @@ class Spool:
                 "free space or fix permissions there, then run the workers again"
             ) from None
 
+    def sweep_partials(self) -> int:
+        """Delete every partial tile and record once all jobs are done (one listing, at the end).
+
+        A worker killed while publishing a record leaves a partial that no later attempt names;
+        when nothing is left to compute, nothing can be writing them.
+        """
+        swept = 0
+        for folder in (self.paths.tiles, self.paths.records):
+            for partial in folder.glob(".*.partial") if folder.is_dir() else ():
+                partial.unlink(missing_ok=True)
+                swept += 1
+        return swept
+
     def remove_partials(self, job_id: str, writer: str) -> None:
         """Delete what a dead ``writer`` left half-written for this job."""
         for target in (self.paths.tile(job_id), self.paths.record(job_id)):
@@ -251,7 +308,7 @@ class Spool:
         result = []
         for job_id in self._tiles:
             record = self.read_record(job_id)
-            held = probe_locks and record is not None and record.state == RUNNING and self.lock_is_held(job_id)
+            held = probe_locks and record is not None and record.state == RUNNING and self.attempt_is_live(record)
             result.append(JobStatus(job_id, job_state(record, held), record))
         return result
 
@@ -259,7 +316,6 @@ class Spool:
         """Jobs a worker should try, judged without locks (a held one is skipped at claim time)."""
         skip = {DONE} if retry_failed else {DONE, FAILED}
         return [s.id for s in self.statuses(probe_locks=False) if s.state not in skip]
-
 
     # -- putting jobs back -------------------------------------------------------------------------
     def requeue(self, job_id: str) -> bool:

@@ -27,7 +27,17 @@ from concurrent.futures.process import BrokenProcessPool
 from jobrunner.errors import JobRunnerError
 from jobrunner.records import DONE
 from jobrunner.spool import Spool
-from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, check_retries, finish_summary, tally
+from jobrunner.worker import (
+    BUSY,
+    Outcome,
+    Progress,
+    WorkSummary,
+    attempt_job,
+    check_retries,
+    finish_summary,
+    tally,
+    wait_for_brief_holders,
+)
 
 #: A pool that breaks this many times in a row without finishing a tile is a problem to report.
 MAX_BROKEN_POOLS = 5
@@ -91,7 +101,7 @@ def supervise(
     summary = WorkSummary(progress.total)
     pending = spool.claimable()
     pool: ProcessPoolExecutor | None = None
-    broken_in_a_row = 0
+    broken_in_a_row = rounds_waited = 0
     try:
         while pending:
             if pool is None:
@@ -99,11 +109,13 @@ def supervise(
             futures = [pool.submit(run_job, job_id, retries) for job_id in pending]
             if on_progress:
                 on_progress(progress)  # after the first submit: the pool has forked by now
-            claimed_any = False
+            claimed_any, busy = False, []
             try:
                 for future in as_completed(futures):
                     outcome = future.result()
                     claimed_any |= outcome.claimed
+                    if outcome.result == BUSY:
+                        busy.append(outcome.job_id)
                     broken_in_a_row = 0 if outcome.claimed else broken_in_a_row
                     tally(outcome, progress, summary)
                     if on_progress:
@@ -120,7 +132,13 @@ def supervise(
                         "memory): see `jobrunner status`, try fewer --workers"
                     ) from None
                 claimed_any = True
-            pending = spool.claimable() if claimed_any else []
+            if claimed_any:
+                rounds_waited = 0
+            elif wait_for_brief_holders(spool, busy, rounds_waited):
+                rounds_waited += 1
+            else:
+                break
+            pending = spool.claimable()
     except BaseException:
         if pool is not None:
             _stop_in_flight(pool)
@@ -134,6 +152,8 @@ def supervise(
 
 def _stop_in_flight(pool: ProcessPoolExecutor) -> None:
     """Cancel queued jobs and stop running ones; each records its attempt as interrupted."""
-    for process in multiprocessing.active_children():
+    # The executor has no public way to stop a running call; its own process table (stable since
+    # Python 3.2) names exactly its processes, and no other child of ours.
+    for process in list(getattr(pool, "_processes", {}).values()):
         process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)

@@ -147,17 +147,50 @@ def work(
     summary = WorkSummary(progress.total)
     if on_progress:
         on_progress(progress)
+    rounds_waited = 0
     while True:
-        claimed_any = False
+        claimed_any, busy = False, []
         for job_id in spool.claimable():
             outcome = attempt_job(spool, job_id, retries)
             claimed_any |= outcome.claimed
+            if outcome.result == BUSY:
+                busy.append(job_id)
             tally(outcome, progress, summary)
             if on_progress:
                 on_progress(progress)
-        if not claimed_any:
+        if claimed_any:
+            rounds_waited = 0
+        elif not wait_for_brief_holders(spool, busy, rounds_waited):
             break
+        else:
+            rounds_waited += 1
     return finish_summary(spool, summary, started)
+
+
+#: How long to wait, in one round, for a lock held by something other than a running attempt.
+BRIEF_HOLD_WAIT = 2.0
+#: Rounds of that wait before a worker leaves such a job to others.
+BRIEF_HOLD_ROUNDS = 5
+
+
+def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) -> bool:
+    """After a pass that claimed nothing: is another pass worth it?
+
+    A job can be busy without anyone working on it: ``status`` or ``reduce`` holding its lock for
+    a moment, or a worker between its claim and its record.  Leaving such a job would strand it,
+    so wait (on the lock itself, not a timer) until it is free and try again.  A job whose record
+    shows a live attempt is really being worked on elsewhere and is left to its worker.
+    """
+    briefly_held = []
+    for job_id in busy:
+        record = spool.read_record(job_id)
+        if record is None or (record.state not in (DONE, FAILED) and record.open_attempt is None):
+            briefly_held.append(job_id)
+    if not briefly_held or rounds_waited >= BRIEF_HOLD_ROUNDS:
+        return False
+    for job_id in briefly_held:
+        spool.wait_for_lock(job_id, timeout=BRIEF_HOLD_WAIT)
+    return True
 
 
 def finish_summary(spool: Spool, summary: WorkSummary, started: float) -> WorkSummary:
@@ -165,6 +198,8 @@ def finish_summary(spool: Spool, summary: WorkSummary, started: float) -> WorkSu
     final = spool.statuses(probe_locks=False)
     summary.done = sum(s.state == DONE for s in final)
     summary.failed = [s.id for s in final if s.state == FAILED]
+    if summary.done == summary.total:
+        spool.sweep_partials()
     summary.seconds = time.perf_counter() - started
     return summary
 

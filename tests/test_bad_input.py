@@ -64,7 +64,9 @@ def test_spool_or_outputs_that_is_a_file(project):
 def test_outputs_not_writable(project, read_only_folder):
     project.run("plan", "--step", "0.1", "--tiles", "2x2")
     assert_one_line_error(project.run("work", "--outputs", read_only_folder, check=False), "not writable")
-    assert_one_line_error(project.run("serial", "--step", "0.1", "--outputs", read_only_folder, check=False), "not writable")
+    assert_one_line_error(
+        project.run("serial", "--step", "0.1", "--outputs", read_only_folder, check=False), "not writable"
+    )
 
 
 def test_outputs_not_writable_even_as_root(project):

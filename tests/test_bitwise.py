@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import wait
 
 STEP = 0.02  # a 200 x 200 grid: every tiling below is quick, and one row per tile is 200 jobs
@@ -57,7 +56,9 @@ def test_a_shell_loop_of_workers(project, serial_reference):
     script = pathlib.Path(__file__).parents[1] / "scripts" / "run_workers.sh"
     project.run("plan", "--step", STEP, "--tiles", "4x4", "--kernel", "numpy")
     env = {**project.env, "JOBRUNNER": " ".join(project.command())}
-    result = subprocess.run(["bash", str(script), "3"], cwd=project.root, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", str(script), "3"], cwd=project.root, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import PROCESS_TIMEOUT, wait
 
 STEP = 0.02
@@ -39,8 +38,17 @@ def test_a_failing_kernel_is_recorded_with_its_traceback_and_retried(project, tm
     tally = tmp_path / "tally"
     tally.mkdir()
     project.run(
-        "plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:flaky",
-        "--param", f'tally="{tally}"', "--param", "fail_times=2",
+        "plan",
+        "--step",
+        STEP,
+        "--tiles",
+        "2x2",
+        "--kernel",
+        "jr_test_kernels:flaky",
+        "--param",
+        f'tally="{tally}"',
+        "--param",
+        "fail_times=2",
     )
     result = project.run("work", "--retries", "2")
     assert "computed 4 tiles" in result.stdout
@@ -133,4 +141,49 @@ def test_supervise_survives_a_killed_pool_process(project, serial_reference):
     assert outcomes.count("done") == 6 and outcomes.count("lost") + outcomes.count("interrupted") >= 1
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+    assert project.leftovers() == []
+
+
+def test_a_briefly_held_lock_does_not_strand_its_job(project):
+    """Something holds a job's lock without working on it (as status or reduce may, for a moment)."""
+    import subprocess
+    import sys
+
+    project.run("plan", "--step", STEP, "--tiles", "1x3", "--kernel", "numpy")
+    lock = project.spool / "locks" / "tile-r000-c001.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import filelock, time, sys; l = filelock.FileLock({str(lock)!r}); l.acquire(); "
+            "print('held', flush=True); time.sleep(1.5); l.release()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    result = project.run("work")
+    wait(holder)
+    assert "spool 3/3 done" in result.stdout
+    assert all(r["state"] == "done" for r in project.records().values())
+
+
+def test_a_record_that_names_another_job_is_refused(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    (project.spool / "records").joinpath("tile-r000-c000.json").write_text(
+        json.dumps({"id": "../../escaped", "state": "pending", "failures": 0, "lost": 0, "attempts": []})
+    )
+    result = project.run("work", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "tile-r000-c000.json is unreadable" in result.stderr and "delete it" in result.stderr
+    assert not list(project.root.parent.rglob("escaped*"))
+    (project.spool / "records" / "tile-r000-c000.json").write_text("null")
+    assert "Traceback" not in project.run("status", check=False).stderr
+
+
+def test_partials_orphaned_by_a_kill_are_swept_when_the_spool_is_finished(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    orphan = project.spool / "records" / ".tile-r000-c000.json.deadhost-12345.partial"
+    orphan.write_text("{")
+    project.run("work")
     assert project.leftovers() == []
