@@ -150,8 +150,9 @@ def work(
 @app.command()
 def supervise(
     workers: Annotated[
-        int, typer.Option("--workers", help="Processes in the pool [default: the number of CPUs].", show_default=False)
-    ] = 0,
+        Optional[int],
+        typer.Option("--workers", help="Processes in the pool [default: the number of CPUs].", show_default=False),
+    ] = None,
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
     spool: SpoolOption = Path("jobs"),
@@ -160,10 +161,8 @@ def supervise(
     """The lab's Task 3: drain the spool with a ProcessPoolExecutor (submit + as_completed)."""
     from jobrunner.supervisor import supervise as run_supervisor
 
-    if workers == 0:
+    if workers is None:
         workers = os.cpu_count() or 1
-    elif workers < 0:
-        raise JobRunnerError(f"--workers must be at least 1, got {workers}")
     the_spool = _spool(spool, outputs)
     with _interruptible(), _progress_bar(f"{workers} workers", unit="tiles") as advance:
         summary = run_supervisor(

@@ -47,6 +47,14 @@ A worker's steps for one job, and what SIGKILL at each step leaves behind
 8. Record done (atomic replace).                                       Done: nothing to clean.
 9. Release the lock (closing the file; the lock file itself stays).
 
+Who cleans what: a dead worker's lock needs nothing (the kernel frees it); its open attempt and
+its partial tile are closed and deleted by the next claimant (step 4); a partial *record*
+(killed during step 5 or 8, so no record names it) is swept by the worker that finds every job
+done.  A worker that finds a job busy while no live attempt is recorded (``status`` or
+``reduce`` holding the lock for a moment, a worker between steps 2 and 5) waits on that lock and
+tries again rather than leave the job stranded.  ``status`` judges an attempt on its own host by
+its pid, and probes the lock only for attempts on other hosts.
+
 Rules: only the holder of a job's lock writes the job's record or tile.  Every file is
 published by ``os.replace`` from a partial name in the same folder, so no reader ever sees a
 half-written file.  Lock files are never deleted: unlinking a lock file that another process

@@ -45,7 +45,9 @@ def test_verbs_on_a_spool_that_does_not_exist(project, verb):
 def test_workers_zero_and_negative_retries(project):
     project.run("plan", "--step", "0.1", "--tiles", "2x2")
     # typer's own usage box would be fine too; ours says what to do in one line
-    assert_one_line_error(project.run("supervise", "--workers", "-1", check=False), "--workers must be at least 1")
+    for workers in ("0", "-1"):
+        result = project.run("supervise", "--workers", workers, check=False)
+        assert_one_line_error(result, "--workers must be at least 1")
     assert_one_line_error(project.run("work", "--retries", "-1", check=False), "--retries")
 
 
