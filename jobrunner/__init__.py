@@ -13,10 +13,10 @@ Everything the command line does is a function here::
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, Tile, parse_tiling, tile_grid
 from jobrunner.plan import Plan
-from jobrunner.reduce import ReduceResult, reduce
 from jobrunner.serial import SerialResult, compute_serial, run_serial
 from jobrunner.spool import Spool
 from jobrunner.status import SpoolStatus, spool_status
+from jobrunner.stitch import ReduceResult, reduce
 from jobrunner.supervisor import supervise
 from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, work
 

@@ -178,7 +178,7 @@ def reduce(
     outputs: OutputsOption = Path("outputs"),
 ) -> None:
     """Stitch the tiles into <outputs>/stitched.npy and draw stitched.png."""
-    from jobrunner.reduce import reduce as run_reduce
+    from jobrunner.stitch import reduce as run_reduce
 
     result = run_reduce(_spool(spool, outputs), partial)
     out.print(f"stitched {result.shape[0]} x {result.shape[1]}: wrote {result.array} and {result.figure}")

@@ -28,12 +28,18 @@ def field_title(plan: Plan, what: str, note: str = "") -> str:
 
 
 def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) -> None:
-    """Draw ``values`` (shape ``plan.shape``, may be a memory map) to ``target`` as PNG, atomically."""
+    """Draw a field over the plan's grid to ``target`` as PNG, atomically.
+
+    ``values`` is the whole field, or a copy already decimated by a whole stride (as reduce
+    gathers it); a field larger than MAX_DRAWN_CELLS a side is strided down here.
+    """
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     stride = max(1, math.ceil(max(values.shape) / MAX_DRAWN_CELLS))
     view = np.asarray(values[::stride, ::stride])
+    stride = max(1, round(plan.shape[0] / view.shape[0]))  # what the figure shows, counted on the full grid
     x, y = plan.grid.axes()
     half = plan.grid.step / 2
     extent = (x[0] - half, x[-1] + half, y[0] - half, y[-1] + half)
@@ -42,8 +48,8 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) 
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     # Arrays are indexed [x, y]; imshow draws [row, column] = [y, x], so transpose, and put row 0 at the bottom.
-    image = axes.imshow(np.ma.masked_invalid(view.T), origin="lower", extent=extent, cmap="viridis", aspect="equal")
-    image.cmap.set_bad("0.85")
+    colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # NaN holes of a partial reduce in grey
+    image = axes.imshow(np.ma.masked_invalid(view.T), origin="lower", extent=extent, cmap=colormap, aspect="equal")
     label = "g(x, y)" if plan.kernel in ("loop", "numpy") else "f(x, y)"
     figure.colorbar(image, ax=axes, label=label, shrink=0.9)
     axes.set_xlabel("x")

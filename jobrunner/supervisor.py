@@ -54,6 +54,9 @@ def _start_pool_process(spool_dir: str, outputs_dir: str) -> None:
 
 
 def _exit_now(signum, frame):
+    # Once only: when the first stopped process exits, the executor sees a broken pool and sends
+    # SIGTERM to every process again, which must not cut this one's clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)  # unwinds attempt_job, which records the attempt as interrupted
 
 

@@ -90,9 +90,9 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
 def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
     job_id = record.id
     record.start_attempt(socket.gethostname(), os.getpid(), time.time())
-    spool.write_record(record)
     started = time.perf_counter()
     try:
+        spool.write_record(record)  # inside the try: a signal during this write is cleaned up too
         try:
             tile = spool.load_spec(job_id)
         except JobRunnerError as error:  # a bad spec fails the same way every time: no retries

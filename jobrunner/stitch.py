@@ -1,7 +1,10 @@
 """Stitch the tiles into one array and one figure.
 
-The array is written into a memory-mapped ``.npy`` under a partial name, so memory stays small
-for grids much larger than RAM, and the figure is drawn from a strided view of it.  Both are
+The array is created as a memory-mapped ``.npy`` (``open_memmap``) under a partial name and filled
+a block of rows at a time, through a short-lived mapping of just those rows, from tile rows read
+at their file offsets: resident memory stays at a few blocks, whatever the grid's size (a single
+mapping of the whole array would keep every page it touched resident).  The figure is drawn from
+a decimated copy gathered while stitching, so the array is never read back.  Both files are
 renamed into place only when both are complete: a refused or failed reduce leaves an earlier
 ``stitched.npy`` and ``stitched.png`` untouched.
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.figures import field_title, save_field_figure
+from jobrunner.figures import MAX_DRAWN_CELLS, field_title, save_field_figure
 from jobrunner.files import ensure_folder
 from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.records import DONE, FAILED
@@ -68,6 +71,64 @@ def _unreadable_tiles(spool: Spool, done: list[str]) -> list[tuple[str, str]]:
     return bad
 
 
+#: Bytes of the output array mapped at once while stitching.
+BLOCK_BYTES = 32 * 2**20
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a C-ordered 2-D ``.npy`` file, read at their offset (nothing stays mapped)."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version not in _HEADER_READERS:
+            return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+        shape, fortran, dtype = _HEADER_READERS[version](file)
+        if fortran:
+            return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+        file.seek(start * shape[1] * dtype.itemsize, 1)
+        rows = np.fromfile(file, dtype=dtype, count=(stop - start) * shape[1])
+    return rows.reshape(stop - start, shape[1])
+
+
+def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np.ndarray:
+    """Write every done tile into a new ``.npy`` at ``target``; return a decimated copy for the figure."""
+    nx, ny = spool.plan.shape
+    stride = decimation(spool.plan.shape)
+    preview = np.full((-(-nx // stride), -(-ny // stride)), np.nan)
+    header = np.lib.format.open_memmap(target, mode="w+", dtype=np.float64, shape=(nx, ny))
+    offset = header.offset
+    del header  # the file exists at full size; below, map only a block of rows at a time
+    tiles = spool.plan.tile_by_id()
+    block_rows = max(1, BLOCK_BYTES // (ny * 8))
+    by_band: dict[int, list] = {}
+    for job_id in done:
+        by_band.setdefault(tiles[job_id].row_start, []).append(tiles[job_id])
+    for row_start in range(0, nx, block_rows):
+        row_stop = min(nx, row_start + block_rows)
+        rows = np.memmap(target, np.float64, "r+", offset=offset + row_start * ny * 8, shape=(row_stop - row_start, ny))
+        if fill_holes:
+            rows[...] = np.nan
+        for band_start, band in by_band.items():
+            lo, hi = max(row_start, band_start), min(row_stop, band[0].row_stop)
+            if lo >= hi:
+                continue
+            for tile in band:
+                values = _read_rows(spool.paths.tile(tile.id), lo - tile.row_start, hi - tile.row_start)
+                rows[lo - row_start : hi - row_start, tile.col_start : tile.col_stop] = values
+        first = -(-row_start // stride) * stride  # the first sampled row in this block
+        preview[first // stride : -(-row_stop // stride)] = rows[first - row_start :: stride, ::stride]
+        rows.flush()
+        del rows
+    return preview
+
+
+def decimation(shape: tuple[int, int]) -> int:
+    """Every how many cells a figure samples, so that it draws at most MAX_DRAWN_CELLS a side."""
+    return max(1, -(-max(shape) // MAX_DRAWN_CELLS))
+
+
 def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     """Stitch every done tile into ``<outputs>/stitched.npy`` and draw ``stitched.png``."""
     statuses = spool.statuses(probe_locks=False)
@@ -93,20 +154,12 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
             raise JobRunnerError(f"{target} is a folder: move it away, or pass --outputs")
     partial_array = SpoolPaths.partial(array, writer_tag())
     partial_figure = SpoolPaths.partial(figure, writer_tag())
-    tiles = spool.plan.tile_by_id()
     try:
-        stitched = np.lib.format.open_memmap(partial_array, mode="w+", dtype=np.float64, shape=spool.plan.shape)
-        if unfinished:
-            stitched[...] = np.nan
-        for job_id in done:
-            tile = tiles[job_id]
-            stitched[tile.rows, tile.cols] = np.load(paths.tile(job_id), mmap_mode="r", allow_pickle=False)
-        stitched.flush()
+        preview = _stitch(spool, done, partial_array, fill_holes=bool(unfinished))
         missing = [s.id for s in unfinished]
         note = f"PARTIAL: {len(missing)} of {len(statuses)} tiles missing (grey)" if missing else ""
         title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note)
-        save_field_figure(stitched, spool.plan, title, partial_figure)
-        del stitched
+        save_field_figure(preview, spool.plan, title, partial_figure)
         partial_array.replace(array)
         partial_figure.replace(figure)
     except OSError as error:
