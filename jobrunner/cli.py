@@ -207,6 +207,72 @@ def status(spool: SpoolOption = Path("jobs")) -> None:
         out.print("  rerun them with `jobrunner work --retry-failed`; each record in records/ has the traceback")
 
 
+@app.command()
+def scale(
+    step: StepOption = 0.002,
+    workers: Annotated[
+        str, typer.Option("--workers", help="Comma-separated worker counts to time; they may go far past the cores.")
+    ] = ",".join(map(str, (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256))),
+    tiles: Annotated[
+        Optional[str],
+        typer.Option("--tiles", metavar="ROWSxCOLS", help="Tiling [default: at least as many tiles as workers]."),
+    ] = None,
+    kernel: Annotated[str, typer.Option("--kernel", help="loop, numpy or package.module:function.")] = "loop",
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs per worker count; the median is plotted.")] = 3,
+    memory_limit: Annotated[
+        Optional[str],
+        typer.Option(
+            "--memory-limit",
+            help="Stop before the pool would need more than this, e.g. 4G [default: available memory].",
+        ),
+    ] = None,
+    extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """The lab's Task 4: time plan + supervise at each worker count, past the cores, until it would break.
+
+    Writes <outputs>/scale.csv and <outputs>/scale.png; the serial computation, timed in the same
+    run, is the baseline.
+    """
+    from jobrunner.figures import save_scale_figure
+    from jobrunner.files import ensure_folder, write_text
+    from jobrunner.paths import SpoolPaths
+    from jobrunner.scaling import parse_bytes, parse_workers, run_scale
+
+    counts = parse_workers(workers)
+    limit = parse_bytes(memory_limit) if memory_limit else None
+    grid = Grid(*extent, step=step)
+    paths = SpoolPaths.outputs_only(outputs)
+    ensure_folder(paths.outputs, "outputs", "--outputs")
+    total = 1 + len(counts) * repeat
+    with _progress_bar("scaling study", unit="runs") as advance:
+        done = 0
+
+        def on_event(event) -> None:
+            nonlocal done
+            if event.what in ("serial", "run"):
+                done += 1
+                advance(done, total)
+                label = "serial" if event.what == "serial" else f"{event.workers:>5} workers"
+                err.print(f"  {label}: {event.seconds:.2f} s", highlight=False)
+            else:
+                err.print(f"  [yellow]{event.message}[/yellow]")
+
+        study = run_scale(
+            grid, counts, parse_tiling(tiles) if tiles else None, kernel, repeat, limit, on_event=on_event
+        )
+    csv_path, figure_path = paths.product("scale.csv"), paths.product("scale.png")
+    write_text(csv_path, study.to_csv())
+    save_scale_figure(study, figure_path)
+    best = min((row for row in study.rows if row.seconds), key=lambda row: row.median, default=None)
+    if best:
+        out.print(
+            f"fastest: {best.workers} workers, {best.median:.2f} s, speedup {study.speedup(best):.2f} over serial "
+            f"({study.serial_seconds:.2f} s) on {study.cores} cores"
+        )
+    out.print(f"wrote {csv_path} and {figure_path}")
+
+
 def _parse_params(items: list[str]) -> dict:
     import json
 

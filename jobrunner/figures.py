@@ -56,3 +56,64 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) 
     axes.set_ylabel("y")
     axes.set_title(title + (f"  (drawn every {stride}th cell)" if stride > 1 else ""), fontsize=10)
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+
+
+def save_scale_figure(study, target: Path) -> None:
+    """Runtime against workers (log x) with the ideal line, and speedup and efficiency, to ``target``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [row for row in study.rows if row.seconds]
+    workers = np.array([row.workers for row in rows], dtype=float)
+    median = np.array([row.median for row in rows])
+    low = median - np.array([min(row.seconds) for row in rows])
+    high = np.array([max(row.seconds) for row in rows]) - median
+
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    runtime, scaling = figure.subplots(1, 2)
+    nx, ny = study.plan.shape
+    figure.suptitle(
+        f"Scaling on {study.cores} cores: {nx} x {ny} grid, step {study.plan.grid.step:g}, "
+        f"{study.plan.tiling[0]}x{study.plan.tiling[1]} tiles, kernel {study.plan.kernel}",
+        fontsize=11,
+    )
+
+    runtime.errorbar(workers, median, yerr=[low, high], fmt="o-", capsize=3, label="plan + supervise (median, min-max)")
+    runtime.axhline(study.serial_seconds, color="0.4", linestyle=":", label=f"serial, {study.serial_seconds:.2f} s")
+    if len(rows):
+        t1 = rows[0].median * rows[0].workers
+        span = np.geomspace(1, max(workers.max(), study.cores), 200)
+        runtime.plot(
+            span, t1 / np.minimum(span, study.cores), "--", color="tab:green", label="ideal T1/N, capped at cores"
+        )
+    for row in study.rows:
+        if row.outcome == "failed":
+            runtime.axvline(row.workers, color="tab:red", linewidth=1)
+            runtime.annotate("failed", (row.workers, study.serial_seconds), color="tab:red", rotation=90, fontsize=8)
+    runtime.set_xscale("log", base=2)
+    runtime.set_xlabel("workers (max_workers)")
+    runtime.set_ylabel("wall time [s]")
+    runtime.set_title("Runtime", fontsize=10)
+
+    speedup = study.serial_seconds / median if len(rows) else median
+    scaling.plot(workers, speedup, "o-", color="tab:blue", label="speedup (serial / parallel)")
+    scaling.plot(workers, speedup / np.maximum(workers, 1), "s-", color="tab:orange", label="efficiency (speedup / N)")
+    scaling.axhline(1, color="0.6", linewidth=0.8)
+    scaling.set_xscale("log", base=2)
+    scaling.set_xlabel("workers (max_workers)")
+    scaling.set_ylabel("speedup, efficiency")
+    scaling.set_title("Speedup and parallel efficiency", fontsize=10)
+
+    for axes in (runtime, scaling):
+        axes.axvline(study.cores, color="0.3", linestyle="-.", linewidth=1)
+        axes.annotate(
+            f" {study.cores} cores", (study.cores, 0.97), xycoords=("data", "axes fraction"), fontsize=8, va="top"
+        )
+        if study.stop_reason:
+            axes.annotate(
+                study.stop_reason, (0.02, 0.02), xycoords="axes fraction", fontsize=7, color="tab:red", wrap=True
+            )
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=8, loc="upper right")
+    write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))

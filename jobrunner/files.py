@@ -11,15 +11,12 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.paths import SpoolPaths, writer_tag
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None], *, fsync: bool = False) -> None:
+def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``target`` through ``write(file)`` under a partial name, then rename it into place."""
     partial = SpoolPaths.partial(target, writer_tag())
     try:
         with open(partial, "wb") as file:
             write(file)
-            if fsync:
-                file.flush()
-                os.fsync(file.fileno())
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -6,13 +6,14 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 
-def writer_tag() -> str:
-    """``host-pid`` of this process: names its temporary files so two writers never share one."""
-    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"
+def writer_tag(host: str | None = None, pid: int | None = None) -> str:
+    """``host-pid`` of a process (this one by default): names its partial files, so no two writers share one."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname() if host is None else host) or "host"
+    return f"{host}-{os.getpid() if pid is None else pid}"
 
 
 @dataclass(frozen=True)
@@ -30,19 +31,19 @@ class SpoolPaths:
         return cls(outputs, outputs)
 
     # -- the spool: the plan, one spec, lock and record per job ---------------------------------
-    @property
+    @cached_property
     def manifest(self) -> Path:
         return self.spool / "plan.json"
 
-    @property
+    @cached_property
     def specs(self) -> Path:
         return self.spool / "specs"
 
-    @property
+    @cached_property
     def locks(self) -> Path:
         return self.spool / "locks"
 
-    @property
+    @cached_property
     def records(self) -> Path:
         return self.spool / "records"
 
@@ -56,7 +57,7 @@ class SpoolPaths:
         return self.records / f"{job_id}.json"
 
     # -- the outputs: tiles and the products made from them -------------------------------------
-    @property
+    @cached_property
     def tiles(self) -> Path:
         return self.outputs / "tiles"
 

@@ -1,20 +1,25 @@
-"""A job's record: its state and the history of its attempts.  Pure values and transitions, no I/O.
+"""A job's record and the claim of the attempt in flight.  Pure values and transitions, no I/O.
 
-The record is the single source of truth for whether a job is done or failed; only the holder
-of the job's lock rewrites it (see :mod:`jobrunner.spool` for the protocol).
+The record (``records/<id>.json``) is the single source of truth for whether a job is done or
+failed, and keeps every *finished* attempt.  The attempt in flight lives in the job's lock
+file, written by the lock's holder (see :mod:`jobrunner.spool`): a lock file with a claim in it
+whose lock is free belongs to a worker that died.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from jobrunner.paths import writer_tag
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
-#: Outcomes of one attempt.  ``lost``: its worker died (SIGKILL, out of memory, node failure) and a
-#: later claimant found the attempt still open; ``interrupted``: stopped by Ctrl-C or SIGTERM.
-ATTEMPT_OUTCOMES = ("running", "done", "failed", "lost", "interrupted")
+#: Outcomes of a finished attempt.  ``lost``: its worker died (SIGKILL, out of memory, node
+#: failure) and a later claimant found its claim in the lock file; ``interrupted``: stopped by
+#: Ctrl-C or SIGTERM, the job left for another worker.
+ATTEMPT_OUTCOMES = ("done", "failed", "lost", "interrupted")
 
 #: A job whose workers died this many times is left failed, so a tile that kills its worker
 #: (a segfault, an out-of-memory kill) cannot take down worker after worker forever.
@@ -28,13 +33,32 @@ class Attempt:
     pid: int
     started: float
     ended: float | None = None
-    outcome: str = "running"
+    outcome: str | None = None  # None while in flight
     error: str | None = None
     traceback: str | None = None
 
     @property
+    def writer(self) -> str:
+        """The tag this attempt's worker gave its partial files."""
+        return writer_tag(self.host, self.pid)
+
+    @property
     def seconds(self) -> float | None:
         return None if self.ended is None else self.ended - self.started
+
+    def claim_json(self) -> bytes:
+        return json.dumps(
+            {"attempt": self.attempt, "host": self.host, "pid": self.pid, "started": self.started}
+        ).encode()
+
+    @classmethod
+    def from_claim(cls, data: bytes) -> Attempt:
+        """The attempt a lock file names; a torn or garbled claim still counts, as an unknown worker."""
+        try:
+            claim = json.loads(data)
+            return cls(int(claim["attempt"]), str(claim["host"]), int(claim["pid"]), float(claim["started"]))
+        except (ValueError, KeyError, TypeError):
+            return cls(0, "unknown", 0, 0.0)
 
 
 @dataclass
@@ -46,43 +70,32 @@ class JobRecord:
     attempts: list[Attempt] = field(default_factory=list)
 
     # -- transitions, applied by the lock holder ------------------------------------------------
-    @property
-    def open_attempt(self) -> Attempt | None:
-        last = self.attempts[-1] if self.attempts else None
-        return last if last is not None and last.outcome == "running" else None
+    def next_attempt(self, host: str, pid: int, now: float) -> Attempt:
+        return Attempt(len(self.attempts) + 1, host, pid, now)
 
-    def close_lost_attempt(self, now: float) -> Attempt | None:
-        """The open attempt, whose holder must have died (we hold its lock now), marked lost."""
-        attempt = self.open_attempt
-        if attempt is not None:
-            attempt.ended, attempt.outcome = now, "lost"
-            attempt.error = "the worker died before finishing this attempt (killed, out of memory or crashed)"
-            self.lost += 1
-            self.state = PENDING
-            if self.lost >= MAX_LOST_ATTEMPTS:
-                self.state = FAILED
-        return attempt
-
-    def start_attempt(self, host: str, pid: int, now: float) -> Attempt:
-        attempt = Attempt(len(self.attempts) + 1, host, pid, now)
+    def _close(self, attempt: Attempt, now: float, outcome: str, error: str | None = None) -> None:
+        attempt.ended, attempt.outcome, attempt.error = now, outcome, error
         self.attempts.append(attempt)
-        self.state = RUNNING
-        return attempt
 
-    def finish(self, now: float) -> None:
-        attempt = self.attempts[-1]
-        attempt.ended, attempt.outcome = now, "done"
+    def close_lost(self, attempt: Attempt, now: float) -> None:
+        """A claim found in the lock file: its worker died holding the lock (we hold it now)."""
+        attempt.attempt = len(self.attempts) + 1
+        self._close(attempt, now, "lost", "the worker died during this attempt (killed, out of memory or crashed)")
+        self.lost += 1
+        self.state = FAILED if self.lost >= MAX_LOST_ATTEMPTS else PENDING
+
+    def finish(self, attempt: Attempt, now: float) -> None:
+        self._close(attempt, now, "done")
         self.state = DONE
 
-    def fail(self, now: float, error: str, traceback: str, retries: int, permanent: bool = False) -> None:
-        attempt = self.attempts[-1]
-        attempt.ended, attempt.outcome, attempt.error, attempt.traceback = now, "failed", error, traceback
+    def fail(self, attempt: Attempt, now: float, error: str, traceback: str, retries: int, permanent=False) -> None:
+        self._close(attempt, now, "failed", error)
+        attempt.traceback = traceback
         self.failures += 1
         self.state = FAILED if permanent or self.failures > retries else PENDING
 
-    def interrupt(self, now: float, why: str) -> None:
-        attempt = self.attempts[-1]
-        attempt.ended, attempt.outcome, attempt.error = now, "interrupted", why
+    def interrupt(self, attempt: Attempt, now: float, why: str) -> None:
+        self._close(attempt, now, "interrupted", why)
         self.state = PENDING
 
     def requeue(self) -> None:
@@ -98,7 +111,8 @@ class JobRecord:
         return None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1) + "\n"
+        document = {**vars(self), "attempts": [vars(a) for a in self.attempts]}
+        return json.dumps(document, indent=0) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> JobRecord:
@@ -107,19 +121,13 @@ class JobRecord:
             raise ValueError("it is not a JSON object")
         attempts = [Attempt(**attempt) for attempt in document.pop("attempts")]
         record = cls(**document, attempts=attempts)
-        if record.state not in (PENDING, RUNNING, DONE, FAILED):
+        if record.state not in (PENDING, DONE, FAILED):
             raise ValueError(f"unknown state {record.state!r}")
         return record
 
 
-def job_state(record: JobRecord | None, lock_held: bool) -> str:
-    """What a job is now, from its record and whether its lock is held this moment.
-
-    A record that says running but whose lock is free belongs to a worker that died: the
-    job is pending again (the next claimant closes the attempt as lost).
-    """
-    if record is None:
-        return RUNNING if lock_held else PENDING
-    if record.state == RUNNING:
-        return RUNNING if lock_held else PENDING
-    return record.state
+def job_state(record: JobRecord | None, claim_is_live: bool) -> str:
+    """What a job is now: its record's state once finished, else running while a live worker claims it."""
+    if record is not None and record.state in (DONE, FAILED):
+        return record.state
+    return RUNNING if claim_is_live else PENDING

@@ -8,8 +8,9 @@ Layout
 
     <spool>/plan.json               the plan: grid, tiling, kernel and its parameters (written last by plan)
     <spool>/specs/<id>.json         one spec per job: {"id": ..., "rows": [start, stop], "cols": [start, stop]}
-    <spool>/locks/<id>.lock         the job's lock file; a claim *is* a held flock on it
-    <spool>/records/<id>.json       the job's record: state, counters, one entry per attempt
+    <spool>/locks/<id>.lock         the job's lock file: a claim *is* a held flock on it, and while
+                                    held it names the attempt in flight: {"attempt", "host", "pid", "started"}
+    <spool>/records/<id>.json       the job's record: state, counters, every finished attempt
     <outputs>/tiles/<id>.npy        the job's tile, an array of the tile's shape
     .<name>.<host>-<pid>.partial    a file being written, in the folder of its final name
 
@@ -20,45 +21,48 @@ worker write outside ``<outputs>/tiles``.  Spool files are JSON; nothing is ever
 
 States
 ------
-Derived by :func:`jobrunner.records.job_state` from the record and the lock:
+Derived by :func:`jobrunner.records.job_state` from the record and the lock file:
 
-* pending: no record, or a record that is pending, or one that says running whose lock is
-  free (its worker died; the job is claimable again with no clean-up).
-* running: the record has an open attempt and the lock is held now.
-* done: the tile is in place (the record is written only after the tile).
+* done: the record says done; the tile is in place (the record is written only after it).
 * failed: the kernel failed more than ``--retries`` times, the spec is invalid, or workers died
   on it :data:`~jobrunner.records.MAX_LOST_ATTEMPTS` times; claimed again only with
   ``--retry-failed``.
+* running: the lock file names an attempt and its worker is alive (the lock is held).
+* pending: anything else, including a lock file that names an attempt whose worker died: the
+  job is claimable again at once, with no clean-up.
 
 A worker's steps for one job, and what SIGKILL at each step leaves behind
 --------------------------------------------------------------------------
-1. Read the record; skip the job if it is done or failed.            Nothing.
-2. Take the lock without waiting; held by someone else: move on.       Nothing: the kernel
-   releases a dead process's flock, so a dead worker's job is claimable at once.
-3. Read the record again: the job may have finished meanwhile.        Nothing.
-4. If the record has an open attempt, its holder died: close it as ``lost`` and delete the
-   partial files that holder (host-pid in the attempt) was writing.    Nothing new.
-5. Record the new attempt (the record is replaced atomically).        An open attempt; step 4
+1. Read the record; skip the job if it is done or failed.              Nothing.
+2. Take the lock without waiting; held by someone else: move on.         Nothing: the kernel
+   releases a dead process's flock.
+3. Read the record again: the job may have finished meanwhile.          Nothing.
+4. If the lock file names an attempt, its worker died holding the lock: record that attempt
+   as ``lost`` and delete the partial files its host-pid was writing.     Nothing new.
+5. Write this attempt's claim into the lock file (in place; no new file).   A claim: step 4
    of the next claimant closes it.
-6. Load and validate the spec, compute the tile.                       Same.
-7. Write the tile to its partial name, fsync, ``os.replace`` it into place.  A partial file
-   (removed by the next claimant's step 4), or a complete tile under an open attempt (the
-   next claimant recomputes it and replaces it, atomically, with the same bits).
-8. Record done (atomic replace).                                       Done: nothing to clean.
-9. Release the lock (closing the file; the lock file itself stays).
+6. Load and validate the spec, compute the tile.                         Same.
+7. Write the tile to its partial name and ``os.replace`` it into place.  A partial file
+   (removed by the next claimant's step 4), or a complete tile under a claim (recomputed by
+   the next claimant and replaced, atomically, with the same bits).
+8. Record done (the record is replaced atomically).                     Done; a stale claim,
+   which the next look at the job clears.
+9. Clear the claim from the lock file and release the lock (the lock file itself stays).
 
-Who cleans what: a dead worker's lock needs nothing (the kernel frees it); its open attempt and
-its partial tile are closed and deleted by the next claimant (step 4); a partial *record*
-(killed during step 5 or 8, so no record names it) is swept by the worker that finds every job
-done.  A worker that finds a job busy while no live attempt is recorded (``status`` or
-``reduce`` holding the lock for a moment, a worker between steps 2 and 5) waits on that lock and
-tries again rather than leave the job stranded.  ``status`` judges an attempt on its own host by
-its pid, and probes the lock only for attempts on other hosts.
+Who cleans what: a dead worker's lock needs nothing; its claim and its partial tile are
+closed and deleted by the next claimant (step 4); a partial *record* (killed during step 8, so
+nothing names it) is swept by the worker that finds every job done.  A worker that finds a
+job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
+moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
+the job stranded.  ``status`` judges a claim on its own host by its pid, and probes the lock
+only for claims from other hosts.
 
-Rules: only the holder of a job's lock writes the job's record or tile.  Every file is
-published by ``os.replace`` from a partial name in the same folder, so no reader ever sees a
-half-written file.  Lock files are never deleted: unlinking a lock file that another process
-has open splits waiters across two inodes and breaks mutual exclusion.
+Rules: only the holder of a job's lock writes the job's record, claim or tile.  Every file but
+the claim is published by ``os.replace`` from a partial name in the same folder, so no reader
+ever sees a half-written file (a reader of a claim tolerates a torn one).  Lock files are never
+deleted: unlinking a lock file that another process has open splits waiters across two inodes
+and breaks mutual exclusion.  Tiles are not fsynced: after a machine crash, ``reduce`` checks
+every tile and puts any that is short or unreadable back in the queue.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ from jobrunner.files import ensure_folder, write_atomically, write_text
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
-from jobrunner.records import DONE, FAILED, RUNNING, JobRecord, job_state
+from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class JobStatus:
     id: str
     state: str
     record: JobRecord | None
+    claim: Attempt | None = None  # the live attempt, for a running job
 
 
 class Spool:
@@ -261,31 +266,49 @@ class Spool:
         except Timeout:
             pass
 
-    def attempt_is_live(self, record: JobRecord) -> bool:
-        """Whether the record's open attempt still has a worker behind it.
+    def read_claim(self, job_id: str) -> Attempt | None:
+        """The attempt the job's lock file names, if any (written by the lock's holder)."""
+        try:
+            with open(self.paths.lock(job_id), "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise JobRunnerError(f"cannot read the lock file {self.paths.lock(job_id)} ({error})") from None
+        return Attempt.from_claim(data) if data.strip() else None
 
-        An attempt on this host is judged by its pid, without touching the lock, so that looking
-        never makes a worker find the job busy; an attempt elsewhere by probing the lock.
+    def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
+        """Name the attempt in flight in the lock file, or clear it.  Only the lock's holder calls this."""
+        data = attempt.claim_json() if attempt is not None else b""
+        fd = os.open(self.paths.lock(job_id), os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+
+    def claim_is_live(self, job_id: str, claim: Attempt) -> bool:
+        """Whether the worker a claim names is still at it.
+
+        A claim from this host is judged by its pid, without touching the lock, so that looking
+        never makes a worker find the job busy; a claim from elsewhere by probing the lock.
         """
-        attempt = record.open_attempt
-        if attempt is None:
-            return False
-        if attempt.host == socket.gethostname():
+        if claim.host == socket.gethostname():
             try:
-                os.kill(attempt.pid, 0)
+                os.kill(claim.pid, 0)
             except ProcessLookupError:
                 return False
             except PermissionError:
                 return True  # alive, another user's
-            return True
-        return self.lock_is_held(record.id)
+            return claim.pid > 0
+        return self.lock_is_held(job_id)
 
     # -- tiles -------------------------------------------------------------------------------------
     def publish_tile(self, job_id: str, tile: np.ndarray) -> None:
-        """Put the tile in place atomically (fsynced first, so a crash never leaves a torn tile)."""
+        """Put the tile in place atomically (not fsynced: reduce checks every tile after a crash)."""
         target = self.paths.tile(job_id)
         try:
-            write_atomically(target, lambda file: np.save(file, tile, allow_pickle=False), fsync=True)
+            write_atomically(target, lambda file: np.save(file, tile, allow_pickle=False))
         except OSError as error:
             raise JobRunnerError(
                 f"cannot write tile {job_id} to {target.parent} ({error.strerror or error}): "
@@ -312,12 +335,16 @@ class Spool:
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:
-        """Every job's state.  Only jobs whose record says running are probed, so idle jobs stay free."""
+        """Every job's state.  ``probe_locks=False`` reads only records: running jobs show as pending."""
         result = []
         for job_id in self._tiles:
             record = self.read_record(job_id)
-            held = probe_locks and record is not None and record.state == RUNNING and self.attempt_is_live(record)
-            result.append(JobStatus(job_id, job_state(record, held), record))
+            claim = None
+            if probe_locks and (record is None or record.state not in (DONE, FAILED)):
+                claim = self.read_claim(job_id)
+                if claim is not None and not self.claim_is_live(job_id, claim):
+                    claim = None
+            result.append(JobStatus(job_id, job_state(record, claim is not None), record, claim))
         return result
 
     def claimable(self, retry_failed: bool = False) -> list[str]:

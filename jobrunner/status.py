@@ -1,7 +1,7 @@
 """What a spool holds right now: counts by state, what is running where, why jobs failed.
 
-Safe while workers are busy: it reads records and probes only the locks of jobs whose record
-says running (a probe is a non-blocking try, released at once).
+Safe while workers are busy: it reads records and lock files, and probes the lock only of a job
+claimed from another host (a probe is a non-blocking try, released at once).
 """
 
 from __future__ import annotations
@@ -47,10 +47,9 @@ def spool_status(spool: Spool) -> SpoolStatus:
     now = time.time()
     for status in statuses:
         report.counts[status.state] += 1
-        record = status.record
-        if status.state == RUNNING and record is not None and record.open_attempt is not None:
-            attempt = record.open_attempt
-            report.running.append(RunningJob(status.id, attempt.host, attempt.pid, now - attempt.started))
+        record, claim = status.record, status.claim
+        if status.state == RUNNING and claim is not None:
+            report.running.append(RunningJob(status.id, claim.host, claim.pid, now - claim.started))
         elif status.state == FAILED and record is not None:
             last_line = (record.last_error or "no error recorded").strip().splitlines()[-1]
             report.failed.append(FailedJob(status.id, len(record.attempts), last_line))

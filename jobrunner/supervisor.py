@@ -71,14 +71,19 @@ def run_job(job_id: str, retries: int) -> Outcome:
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _new_pool(spool: Spool, workers: int) -> ProcessPoolExecutor:
-    # fork: pool processes start in milliseconds and inherit NumPy already imported.  The pool
-    # forks all its processes at the first submit, before any progress thread exists.
+def fork_context():
+    """fork where there is one: pool processes start in milliseconds and inherit NumPy already imported.
+
+    The pool forks all its processes at its first submit, before any progress thread exists.
+    """
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def _new_pool(spool: Spool, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=context,
+        mp_context=fork_context(),
         initializer=_start_pool_process,
         initargs=(str(spool.paths.spool), str(spool.paths.outputs)),
     )

@@ -74,14 +74,17 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
         if not claimed:
             return Outcome(job_id, BUSY)
         record = spool.read_record(job_id) or JobRecord(job_id)  # look again: it may have finished meanwhile
+        orphan = spool.read_claim(job_id)
+        if orphan is not None:  # its worker died holding this lock
+            spool.remove_partials(job_id, orphan.writer)
+            if record.state not in (DONE, FAILED):
+                record.close_lost(orphan, time.time())
+                spool.write_record(record)
+            spool.write_claim(job_id, None)
+            if record.state == FAILED:
+                return Outcome(job_id, FAILED_FOR_GOOD, error=orphan.error)
         if record.state == DONE:
             return Outcome(job_id, DONE_ELSEWHERE)
-        lost = record.close_lost_attempt(time.time())
-        if lost is not None:
-            spool.remove_partials(job_id, f"{lost.host}-{lost.pid}")
-            if record.state == FAILED:
-                spool.write_record(record)
-                return Outcome(job_id, FAILED_FOR_GOOD, error=lost.error)
         if record.state == FAILED:
             return Outcome(job_id, FAILED_ELSEWHERE)
         return _run_attempt(spool, record, retries)
@@ -89,32 +92,35 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
 
 def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
     job_id = record.id
-    record.start_attempt(socket.gethostname(), os.getpid(), time.time())
+    attempt = record.next_attempt(socket.gethostname(), os.getpid(), time.time())
     started = time.perf_counter()
+
+    def conclude(result: str, error: str | None = None) -> Outcome:
+        spool.write_record(record)
+        spool.write_claim(job_id, None)
+        return Outcome(job_id, result, time.perf_counter() - started, error)
+
     try:
-        spool.write_record(record)  # inside the try: a signal during this write is cleaned up too
+        spool.write_claim(job_id, attempt)  # inside the try: a signal during this write is cleaned up too
         try:
             tile = spool.load_spec(job_id)
         except JobRunnerError as error:  # a bad spec fails the same way every time: no retries
-            record.fail(time.time(), str(error), traceback.format_exc(), retries, permanent=True)
-            spool.write_record(record)
-            return Outcome(job_id, FAILED_FOR_GOOD, time.perf_counter() - started, str(error))
+            record.fail(attempt, time.time(), str(error), traceback.format_exc(), retries, permanent=True)
+            return conclude(FAILED_FOR_GOOD, str(error))
         try:
             values = compute_tile(spool.plan, tile)
         except Exception as error:  # the kernel's failure is the job's, recorded with its traceback
             message = f"{type(error).__name__}: {error}"
-            record.fail(time.time(), message, traceback.format_exc(), retries)
-            spool.write_record(record)
-            result = FAILED_FOR_GOOD if record.state == FAILED else WILL_RETRY
-            return Outcome(job_id, result, time.perf_counter() - started, message)
+            record.fail(attempt, time.time(), message, traceback.format_exc(), retries)
+            return conclude(FAILED_FOR_GOOD if record.state == FAILED else WILL_RETRY, message)
         spool.publish_tile(job_id, values)
-        record.finish(time.time())
-        spool.write_record(record)
-        return Outcome(job_id, DONE_HERE, time.perf_counter() - started)
+        record.finish(attempt, time.time())
+        return conclude(DONE_HERE)
     except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
-        if record.open_attempt is not None:
-            record.interrupt(time.time(), _why_stopped(error))
-            spool.write_record(record)
+        if attempt not in record.attempts:
+            record.interrupt(attempt, time.time(), _why_stopped(error))
+            spool.remove_partials(job_id, attempt.writer)
+            conclude(WILL_RETRY)
         raise
 
 
@@ -184,7 +190,7 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
     briefly_held = []
     for job_id in busy:
         record = spool.read_record(job_id)
-        if record is None or (record.state not in (DONE, FAILED) and record.open_attempt is None):
+        if (record is None or record.state not in (DONE, FAILED)) and spool.read_claim(job_id) is None:
             briefly_held.append(job_id)
     if not briefly_held or rounds_waited >= BRIEF_HOLD_ROUNDS:
         return False

@@ -54,13 +54,17 @@ class Project:
         folder = self.spool / "records"
         return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
-    def wait_for_open_attempt(self, timeout: float = PROCESS_TIMEOUT) -> tuple[str, dict]:
-        """Block until some job's record shows an attempt in progress; return its id and attempt."""
+    def claims(self) -> dict[str, dict]:
+        """The attempts in flight: what each non-empty lock file names."""
+        folder = self.spool / "locks"
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.lock")) if p.stat().st_size}
+
+    def wait_for_claim(self, timeout: float = PROCESS_TIMEOUT) -> tuple[str, dict]:
+        """Block until some job is being computed; return its id and the claim in its lock file."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for job_id, record in self.records().items():
-                if record["attempts"] and record["attempts"][-1]["outcome"] == "running":
-                    return job_id, record["attempts"][-1]
+            for job_id, claim in self.claims().items():
+                return job_id, claim
             time.sleep(0.02)
         raise AssertionError("no job started within the timeout")
 

@@ -15,15 +15,13 @@ STEP = 0.02
 def test_sigkill_mid_tile_leaves_no_partial_and_another_worker_finishes(project, serial_reference):
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
     victim = project.start("work")
-    job_id, attempt = project.wait_for_open_attempt()
+    job_id, attempt = project.wait_for_claim()
     assert attempt["pid"] == victim.pid
     victim.send_signal(signal.SIGKILL)
     wait(victim)
-    assert project.records()[job_id]["state"] == "running"  # what the dead worker left: an open attempt
+    assert project.claims()[job_id]["pid"] == victim.pid  # what the dead worker left: its claim
 
     # The job is claimable at once: no lock to clean up, no timeout to wait for.
-    project.env["PYTHONPATH"] += ""  # same environment
-    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
     result = project.run("work")
     assert "computed 4 tiles" in result.stdout
     record = project.records()[job_id]
@@ -113,7 +111,7 @@ def test_a_kernel_returning_the_wrong_shape_fails_its_jobs(project):
 def test_ctrl_c_leaves_nothing_half_done(project, serial_reference, verb):
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=3")
     process = project.start(verb, *(["--workers", "2"] if verb == "supervise" else []))
-    project.wait_for_open_attempt()
+    project.wait_for_claim()
     process.send_signal(signal.SIGINT)
     started = time.monotonic()
     code, _, stderr = wait(process, timeout=30)
@@ -121,8 +119,8 @@ def test_ctrl_c_leaves_nothing_half_done(project, serial_reference, verb):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert time.monotonic() - started < 2.5, "interrupting should not wait for the tiles in flight"
     assert project.leftovers() == []
-    records = project.records()
-    assert not any(r["state"] == "running" for r in records.values())
+    records = project.claims() == {} and project.records()
+    assert records, "an interrupted worker must clear its claims"
     assert any(r["attempts"][-1]["outcome"] == "interrupted" for r in records.values())
     project.run("work")
     project.run("reduce")
@@ -132,7 +130,7 @@ def test_ctrl_c_leaves_nothing_half_done(project, serial_reference, verb):
 def test_supervise_survives_a_killed_pool_process(project, serial_reference):
     project.run("plan", "--step", STEP, "--tiles", "2x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
     supervisor = project.start("supervise", "--workers", "2")
-    _, attempt = project.wait_for_open_attempt()
+    _, attempt = project.wait_for_claim()
     assert attempt["pid"] != supervisor.pid
     os.kill(attempt["pid"], signal.SIGKILL)
     code, stdout, stderr = wait(supervisor, timeout=PROCESS_TIMEOUT)
