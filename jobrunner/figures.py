@@ -105,15 +105,17 @@ def save_scale_figure(study, target: Path) -> None:
     scaling.set_ylabel("speedup, efficiency")
     scaling.set_title("Speedup and parallel efficiency", fontsize=10)
 
+    from matplotlib.ticker import ScalarFormatter
+
     for axes in (runtime, scaling):
+        axes.xaxis.set_major_formatter(ScalarFormatter())
         axes.axvline(study.cores, color="0.3", linestyle="-.", linewidth=1)
         axes.annotate(
-            f" {study.cores} cores", (study.cores, 0.97), xycoords=("data", "axes fraction"), fontsize=8, va="top"
+            f" {study.cores} cores", (study.cores, 0.03), xycoords=("data", "axes fraction"), fontsize=8, va="bottom"
         )
-        if study.stop_reason:
-            axes.annotate(
-                study.stop_reason, (0.02, 0.02), xycoords="axes fraction", fontsize=7, color="tab:red", wrap=True
-            )
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize=8, loc="upper right")
+        axes.legend(fontsize=8, loc="best")
+    if study.stop_reason:
+        figure.text(0.5, 0.005, study.stop_reason, ha="center", va="bottom", fontsize=8, color="tab:red")
+        figure.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))

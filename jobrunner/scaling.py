@@ -95,7 +95,7 @@ class ScaleEvent:
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+    return "" if value is None else f"{value:.6g}"
 
 
 def parse_workers(text: str) -> list[int]:
@@ -125,7 +125,7 @@ def parse_bytes(text: str) -> int:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def auto_tiling(shape: tuple[int, int], workers: list[int]) -> tuple[int, int]:
