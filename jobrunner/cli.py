@@ -209,7 +209,7 @@ def status(spool: SpoolOption = Path("jobs")) -> None:
 
 @app.command()
 def scale(
-    step: StepOption = 0.002,
+    step: StepOption = 0.003,
     workers: Annotated[
         str, typer.Option("--workers", help="Comma-separated worker counts to time; they may go far past the cores.")
     ] = ",".join(map(str, (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256))),
