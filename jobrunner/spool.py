@@ -347,10 +347,9 @@ class Spool:
             result.append(JobStatus(job_id, job_state(record, claim is not None), record, claim))
         return result
 
-    def claimable(self, retry_failed: bool = False) -> list[str]:
-        """Jobs a worker should try, judged without locks (a held one is skipped at claim time)."""
-        skip = {DONE} if retry_failed else {DONE, FAILED}
-        return [s.id for s in self.statuses(probe_locks=False) if s.state not in skip]
+    def claimable(self) -> list[str]:
+        """Jobs a worker should try, judged from the records alone (a held one is skipped at claim time)."""
+        return [s.id for s in self.statuses(probe_locks=False) if s.state not in (DONE, FAILED)]
 
     # -- putting jobs back -------------------------------------------------------------------------
     def requeue(self, job_id: str) -> bool:

@@ -58,7 +58,8 @@ def main() -> None:
     if len(rows) > 1:
         (a, _, ta), (b, rss, tb) = rows[0], rows[-1]
         print(
-            f"time ratio {tb / ta:.1f}x for {b**2 / a**2:.0f}x the cells; peak RSS at {b}^2: {rss:.0f} MB (target < 300 MB)"
+            f"time ratio {tb / ta:.1f}x for {b**2 / a**2:.0f}x the cells; "
+            f"peak RSS at {b}^2: {rss:.0f} MB (target < 300 MB)"
         )
 
 
