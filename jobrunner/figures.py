@@ -105,10 +105,10 @@ def save_scale_figure(study, target: Path) -> None:
     scaling.set_ylabel("speedup, efficiency")
     scaling.set_title("Speedup and parallel efficiency", fontsize=10)
 
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter
 
     for axes in (runtime, scaling):
-        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axes.axvline(study.cores, color="0.3", linestyle="-.", linewidth=1)
         axes.annotate(
             f" {study.cores} cores", (study.cores, 0.03), xycoords=("data", "axes fraction"), fontsize=8, va="bottom"

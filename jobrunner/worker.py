@@ -11,11 +11,13 @@ import os
 import socket
 import time
 import traceback
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jobrunner.compute import compute_tile
 from jobrunner.errors import JobRunnerError
+from jobrunner.paths import writer_tag
 from jobrunner.records import DONE, FAILED, JobRecord
 from jobrunner.spool import Spool
 
@@ -156,7 +158,7 @@ def work(
     rounds_waited = 0
     while True:
         claimed_any, busy = False, []
-        for job_id in spool.claimable():
+        for job_id in _rotated(spool.claimable()):
             outcome = attempt_job(spool, job_id, retries)
             claimed_any |= outcome.claimed
             if outcome.result == BUSY:
@@ -171,6 +173,18 @@ def work(
         else:
             rounds_waited += 1
     return finish_summary(spool, summary, started)
+
+
+def _rotated(job_ids: list[str]) -> list[str]:
+    """The jobs in plan order, starting from a place of this worker's own.
+
+    Workers started together would otherwise all try the same job first, and then the next: on
+    every job but one the lock attempt fails, which costs about as much as a successful one.
+    """
+    if not job_ids:
+        return job_ids
+    start = zlib.crc32(writer_tag().encode()) % len(job_ids)
+    return job_ids[start:] + job_ids[:start]
 
 
 #: How long to wait, in one round, for a lock held by something other than a running attempt.
