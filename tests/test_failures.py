@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -185,3 +186,15 @@ def test_partials_orphaned_by_a_kill_are_swept_when_the_spool_is_finished(projec
     orphan.write_text("{")
     project.run("work")
     assert project.leftovers() == []
+
+
+def test_status_shows_a_running_job_without_disturbing_it(project, serial_reference):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
+    worker = project.start("work")
+    job_id, claim = project.wait_for_claim()
+    status = project.run("status").stdout
+    assert re.search(r"running\s+1", status) and re.search(r"pending\s+1", status)
+    assert f"running {job_id} on {claim['host']} pid {worker.pid}" in status
+    code, stdout, stderr = wait(worker)
+    assert code == 0 and "spool 2/2 done" in stdout, stderr
+    assert re.search(r"done\s+2", project.run("status").stdout)
