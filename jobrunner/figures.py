@@ -13,18 +13,23 @@ from pathlib import Path
 import numpy as np
 
 from jobrunner.files import write_atomically
+from jobrunner.kernels import load_kernel
 from jobrunner.plan import Plan
 
 #: The longest side, in cells, that a figure draws; larger fields are strided down to this.
 MAX_DRAWN_CELLS = 1200
 
 
+def _kernel_attribute(plan: Plan, name: str, default: str) -> str:
+    return str(getattr(load_kernel(plan.kernel), name, default))
+
+
 def field_title(plan: Plan, what: str, note: str = "") -> str:
     nx, ny = plan.shape
-    name = "2-D Gaussian" if plan.kernel in ("loop", "numpy") else plan.kernel
+    name = _kernel_attribute(plan, "title", plan.kernel)
     params = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in plan.params.items())
-    head = f"{name} ({params})" if params else name
-    return f"{head}, {what}\n{nx} x {ny} points, step {plan.grid.step:g}" + (f"\n{note}" if note else "")
+    lines = [f"{name}, {what}", params, f"{nx} x {ny} points, step {plan.grid.step:g}", note]
+    return "\n".join(line for line in lines if line)
 
 
 def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) -> None:
@@ -50,10 +55,11 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) 
     # Arrays are indexed [x, y]; imshow draws [row, column] = [y, x], so transpose, and put row 0 at the bottom.
     colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # NaN holes of a partial reduce in grey
     image = axes.imshow(np.ma.masked_invalid(view.T), origin="lower", extent=extent, cmap=colormap, aspect="equal")
-    label = "g(x, y)" if plan.kernel in ("loop", "numpy") else "f(x, y)"
+    label = _kernel_attribute(plan, "label", "f(x, y)")
     figure.colorbar(image, ax=axes, label=label, shrink=0.9)
-    axes.set_xlabel("x")
-    axes.set_ylabel("y")
+    unit = _kernel_attribute(plan, "axis_unit", "")
+    axes.set_xlabel(f"x [{unit}]" if unit else "x")
+    axes.set_ylabel(f"y [{unit}]" if unit else "y")
     axes.set_title(title + (f"  (drawn every {stride}th cell)" if stride > 1 else ""), fontsize=10)
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
 

@@ -3,7 +3,8 @@
 ``x`` is a column of the tile's x values (shape ``(n, 1)``), ``y`` a row of its y values
 (shape ``(1, m)``); the kernel returns a float array of shape ``(n, m)``.  A plan names its
 kernel by a short name from :data:`BUILTIN_KERNELS` or by ``package.module:function``; the
-spool carries that name and never any code.
+spool carries that name and never any code.  A kernel may carry a ``label`` (its colorbar's)
+a ``title`` (its figures') and an ``axis_unit``, as the built-in ones do.
 
 Why the vectorized Gaussian squares each axis value on its own
 --------------------------------------------------------------
@@ -30,6 +31,7 @@ Kernel = Callable[..., np.ndarray]
 BUILTIN_KERNELS = {
     "loop": "jobrunner.kernels:gaussian_loop",
     "numpy": "jobrunner.kernels:gaussian_numpy",
+    "sphere": "jobrunner.kernels:buried_sphere",
 }
 
 #: Parameters the built-in Gaussian kernels take when a plan gives none.
@@ -58,6 +60,49 @@ def gaussian_numpy(x: np.ndarray, y: np.ndarray, sigma: float = 1.0) -> np.ndarr
     return (1 / (2 * np.pi * sigma**2)) * np.exp(-1 * (x2 + y2) / (2 * sigma**2))
 
 
+#: Newton's gravitational constant, m^3 kg^-1 s^-2 (CODATA 2018).
+GRAVITATIONAL_CONSTANT = 6.67430e-11
+#: 1 mGal = 1e-5 m/s^2, the unit of gravity surveys.
+MGAL = 1e-5
+
+
+def buried_sphere(
+    x: np.ndarray,
+    y: np.ndarray,
+    depth: float = 250.0,
+    radius: float = 100.0,
+    density_contrast: float = 500.0,
+    x0: float = 0.0,
+    y0: float = 0.0,
+) -> np.ndarray:
+    """Vertical gravity anomaly, in mGal, of a buried sphere, on a map grid at the surface.
+
+    A sphere of radius ``R`` (m) whose density differs from its host rock by ``drho`` (kg/m^3),
+    centred at depth ``z0`` (m) below the point ``(x0, y0)``, attracts like a point mass
+    ``M = 4/3 pi R^3 drho``; at the surface point ``(x, y)``::
+
+        dg_z(x, y) = G M z0 / ((x - x0)^2 + (y - y0)^2 + z0^2)^(3/2)
+
+    (Telford, Geldart and Sheriff, *Applied Geophysics*, 2nd ed., Cambridge University Press,
+    1990, section 2.7, gravity effects of simple shapes; Blakely, *Potential Theory in Gravity
+    and Magnetic Applications*, Cambridge University Press, 1995, chapter 3.)  ``x`` and ``y`` are
+    in metres.  The peak, over the centre, is ``G M / z0^2``; the anomaly falls to half of it at a
+    horizontal distance of about ``0.77 z0``, the classic depth rule.
+    """
+    if depth <= 0 or radius <= 0 or radius >= depth:
+        raise ValueError(f"need 0 < radius < depth, got radius={radius}, depth={depth}")
+    mass = 4.0 / 3.0 * np.pi * radius**3 * density_contrast
+    distance_cubed = ((x - x0) ** 2 + (y - y0) ** 2 + depth**2) ** 1.5
+    return GRAVITATIONAL_CONSTANT * mass * depth / distance_cubed / MGAL
+
+
+buried_sphere.label = "vertical gravity anomaly [mGal]"
+buried_sphere.title = "Buried sphere"
+buried_sphere.axis_unit = "m"
+gaussian_loop.label = gaussian_numpy.label = "g(x, y)"
+gaussian_loop.title = gaussian_numpy.title = "2-D Gaussian"
+
+
 def kernel_reference(name: str) -> str:
     """The ``module:function`` a kernel name stands for (a short name or a reference itself)."""
     if name in BUILTIN_KERNELS:
@@ -71,7 +116,7 @@ def kernel_reference(name: str) -> str:
 
 
 def default_params(name: str) -> dict[str, Any]:
-    return dict(GAUSSIAN_DEFAULTS) if name in BUILTIN_KERNELS else {}
+    return dict(GAUSSIAN_DEFAULTS) if name in ("loop", "numpy") else {}
 
 
 def load_kernel(name: str) -> Kernel:
