@@ -273,6 +273,48 @@ def scale(
     out.print(f"wrote {csv_path} and {figure_path}")
 
 
+@app.command()
+def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = Path("outputs")) -> None:
+    """Where the time went: a timeline of every attempt per worker, busy fractions and load imbalance.
+
+    Draws <outputs>/timeline.png (one row per worker, one bar per attempt, coloured by outcome)
+    and prints each worker's totals. Works while the spool is still draining.
+    """
+    from jobrunner.figures import save_timeline_figure
+    from jobrunner.files import ensure_folder
+    from jobrunner.timeline import timeline
+
+    the_spool = _spool(spool, outputs)
+    run = timeline(the_spool)
+    if not run.workers:
+        raise JobRunnerError(f"no job in {the_spool.paths.spool} has been attempted yet: start workers first")
+    table = Table("worker", "started by", "tiles", "attempts", "busy s", "busy %", box=None)
+    for worker in run.workers:
+        busy = worker.busy(run.end)
+        table.add_row(
+            worker.name,
+            worker.via,
+            str(worker.tiles_done),
+            str(len(worker.attempts)),
+            f"{busy:.2f}",
+            f"{100 * run.busy_fraction(worker):.0f}",
+        )
+    out.print(table)
+    imbalance = run.imbalance
+    out.print(
+        f"{len(run.workers)} workers over {run.span:.2f} s; load imbalance (slowest / mean busy time) "
+        + (f"{imbalance:.2f}" if imbalance else "n/a")
+        + (f"; {run.running} attempts still running" if run.running else "")
+    )
+    ensure_folder(the_spool.paths.outputs, "outputs", "--outputs")
+    target = the_spool.paths.product("timeline.png")
+    title = f"{the_spool.plan.describe()}\n{len(run.workers)} workers, {run.span:.1f} s" + (
+        f", imbalance {imbalance:.2f}" if imbalance else ""
+    )
+    save_timeline_figure(run, title, target)
+    out.print(f"wrote {target}")
+
+
 def _parse_params(items: list[str]) -> dict:
     import json
 

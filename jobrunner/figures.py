@@ -125,3 +125,43 @@ def save_scale_figure(study, target: Path) -> None:
         figure.text(0.5, 0.005, study.stop_reason, ha="center", va="bottom", fontsize=8, color="tab:red")
         figure.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+
+
+OUTCOME_COLOURS = {
+    "done": "tab:green",
+    "failed": "tab:red",
+    "lost": "black",
+    "interrupted": "tab:orange",
+    None: "tab:blue",  # still running
+}
+
+
+def save_timeline_figure(run, title: str, target: Path) -> None:
+    """One row per worker, one bar per attempt, coloured by outcome, in seconds since the first start."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rows = len(run.workers)
+    figure = Figure(figsize=(10, 1.6 + 0.28 * min(rows, 60)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for row, worker in enumerate(run.workers):
+        for outcome, colour in OUTCOME_COLOURS.items():
+            bars = [
+                (a.started - run.start, (a.ended or run.end) - a.started)
+                for _, a in worker.attempts
+                if a.outcome == outcome
+            ]
+            if bars:
+                axes.broken_barh(bars, (row - 0.4, 0.8), facecolors=colour, edgecolors="white", linewidth=0.3)
+    labels = [f"{w.name} ({w.via}) {100 * run.busy_fraction(w):.0f}% busy" for w in run.workers]
+    axes.set_yticks(range(rows), labels, fontsize=8 if rows < 30 else 5)
+    axes.set_ylim(rows - 0.5, -0.5)
+    axes.set_xlim(0, run.span)
+    axes.set_xlabel("seconds since the first attempt started")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, axis="x", alpha=0.3)
+    handles = [Patch(color=c, label=o or "running") for o, c in OUTCOME_COLOURS.items()]
+    axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))

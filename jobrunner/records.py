@@ -36,6 +36,7 @@ class Attempt:
     outcome: str | None = None  # None while in flight
     error: str | None = None
     traceback: str | None = None
+    via: str = "work"  # how its worker was started: work, supervise, a Slurm array task
 
     @property
     def writer(self) -> str:
@@ -48,7 +49,7 @@ class Attempt:
 
     def claim_json(self) -> bytes:
         return json.dumps(
-            {"attempt": self.attempt, "host": self.host, "pid": self.pid, "started": self.started}
+            {"attempt": self.attempt, "host": self.host, "pid": self.pid, "started": self.started, "via": self.via}
         ).encode()
 
     @classmethod
@@ -56,7 +57,8 @@ class Attempt:
         """The attempt a lock file names; a torn or garbled claim still counts, as an unknown worker."""
         try:
             claim = json.loads(data)
-            return cls(int(claim["attempt"]), str(claim["host"]), int(claim["pid"]), float(claim["started"]))
+            via = str(claim.get("via", "work"))
+            return cls(int(claim["attempt"]), str(claim["host"]), int(claim["pid"]), float(claim["started"]), via=via)
         except (ValueError, KeyError, TypeError):
             return cls(0, "unknown", 0, 0.0)
 
@@ -70,8 +72,8 @@ class JobRecord:
     attempts: list[Attempt] = field(default_factory=list)
 
     # -- transitions, applied by the lock holder ------------------------------------------------
-    def next_attempt(self, host: str, pid: int, now: float) -> Attempt:
-        return Attempt(len(self.attempts) + 1, host, pid, now)
+    def next_attempt(self, host: str, pid: int, now: float, via: str = "work") -> Attempt:
+        return Attempt(len(self.attempts) + 1, host, pid, now, via=via)
 
     def _close(self, attempt: Attempt, now: float, outcome: str, error: str | None = None) -> None:
         attempt.ended, attempt.outcome, attempt.error = now, outcome, error

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
+from jobrunner import worker
 from jobrunner.errors import JobRunnerError
 from jobrunner.records import DONE
 from jobrunner.spool import Spool
@@ -48,6 +49,7 @@ _spool_in_this_process: Spool | None = None
 def _start_pool_process(spool_dir: str, outputs_dir: str) -> None:
     """Initializer of each pool process: open the spool once; let the parent decide about Ctrl-C."""
     global _spool_in_this_process
+    worker.LAUNCHED_BY = f"supervise {os.getppid()}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
     signal.signal(signal.SIGTERM, _exit_now)
     _spool_in_this_process = Spool.open(spool_dir, outputs_dir)

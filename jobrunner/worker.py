@@ -67,6 +67,18 @@ class WorkSummary:
         return not self.failed
 
 
+#: How this process's worker was started; the supervisor's pool processes say "supervise".
+LAUNCHED_BY = "work"
+
+
+def launcher() -> str:
+    """How this worker was started, for the records: a Slurm array task says which."""
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if task is not None:
+        return f"slurm {os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_{task}"
+    return LAUNCHED_BY
+
+
 def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
     """Try to claim ``job_id`` and, if we get it, run one attempt (steps 1-9 of the protocol)."""
     record = spool.read_record(job_id)
@@ -94,7 +106,7 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
 
 def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
     job_id = record.id
-    attempt = record.next_attempt(socket.gethostname(), os.getpid(), time.time())
+    attempt = record.next_attempt(socket.gethostname(), os.getpid(), time.time(), launcher())
     started = time.perf_counter()
 
     def conclude(result: str, error: str | None = None) -> Outcome:

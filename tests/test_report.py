@@ -1,0 +1,29 @@
+"""`jobrunner report`: the timeline of a run, from the records, while it drains and after."""
+
+import re
+
+from conftest import wait
+
+
+def test_report_while_draining_and_after(project):
+    project.run("plan", "--step", "0.02", "--tiles", "2x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.7")
+    worker = project.start("work")
+    project.wait_for_claim()
+    during = project.run("report")
+    assert "attempts still running" in during.stdout
+    project.run("supervise", "--workers", "2")
+    code, _, stderr = wait(worker)
+    assert code == 0, stderr
+    after = project.run("report").stdout
+    rows = [line for line in after.splitlines() if re.match(r"\s*\S+:\d+\s", line)]
+    assert len(rows) == 3, after  # the hand-started worker and two pool processes
+    assert sum("supervise" in row for row in rows) == 2 and sum(" work " in row for row in rows) == 1
+    assert sum(int(row.split()[-4]) for row in rows) == 6  # every tile done exactly once, by someone
+    assert re.search(r"3 workers over [\d.]+ s; load imbalance \(slowest / mean busy time\) [\d.]+", after)
+    assert (project.outputs / "timeline.png").stat().st_size > 10_000
+
+
+def test_report_before_any_work_says_what_to_do(project):
+    project.run("plan", "--step", "0.1", "--tiles", "2x2")
+    result = project.run("report", check=False)
+    assert result.returncode == 1 and "start workers first" in result.stderr and "Traceback" not in result.stderr
