@@ -18,6 +18,7 @@ from jobrunner.spool import Spool
 from jobrunner.status import SpoolStatus, spool_status
 from jobrunner.stitch import ReduceResult, reduce
 from jobrunner.supervisor import supervise
+from jobrunner.timeline import RunTimeline, timeline
 from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, work
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Plan",
     "Progress",
     "ReduceResult",
+    "RunTimeline",
     "SerialResult",
     "Spool",
     "SpoolStatus",
@@ -40,5 +42,6 @@ __all__ = [
     "spool_status",
     "supervise",
     "tile_grid",
+    "timeline",
     "work",
 ]

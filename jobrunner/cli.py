@@ -187,24 +187,110 @@ def reduce(
 
 
 @app.command()
-def status(spool: SpoolOption = Path("jobs")) -> None:
-    """Pending, running (lock held now), done and failed jobs, and why each failed job failed."""
+def status(
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep a live view of workers and tiles on screen until the spool is done.")
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 1.0,
+    spool: SpoolOption = Path("jobs"),
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """Pending, running (lock held now), done and failed jobs, and why each failed job failed.
+
+    With --watch: a live table of every worker (however it was started), its current tile and
+    rate, and a map of the tiles (in the terminal for small plans, and as <outputs>/tiles.png).
+    """
     from jobrunner.status import spool_status
 
-    the_spool = _spool(spool, Path("outputs"))
+    the_spool = _spool(spool, outputs)
+    if watch:
+        return _watch(the_spool, interval)
     report = spool_status(the_spool)
     out.print(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}")
-    table = Table("state", "jobs", box=None)
-    colours = {PENDING: "white", RUNNING: "cyan", DONE: "green", FAILED: "red"}
-    for state in (PENDING, RUNNING, DONE, FAILED):
-        table.add_row(f"[{colours[state]}]{state}[/]", str(report.counts[state]))
-    out.print(table)
+    out.print(_counts_table(report.counts))
     for job in report.running:
         out.print(f"  running {job.id} on {job.host} pid {job.pid} for {job.seconds:.0f} s")
     for job in report.failed:
         out.print(f"  [red]failed[/red] {job.id} after {job.attempts} attempts: {job.error}", soft_wrap=True)
     if report.failed:
         out.print("  rerun them with `jobrunner work --retry-failed`; each record in records/ has the traceback")
+
+
+STATE_STYLES = {PENDING: ("white", "·"), RUNNING: ("cyan", "▶"), DONE: ("green", "█"), FAILED: ("red", "x")}
+
+#: Plans up to this many tiles a side get a tile map in the terminal.
+TERMINAL_MAP_SIDE = 60
+
+
+def _counts_table(counts) -> Table:
+    table = Table("state", "jobs", box=None)
+    for state, (colour, _) in STATE_STYLES.items():
+        table.add_row(f"[{colour}]{state}[/]", str(counts[state]))
+    return table
+
+
+def _watch(the_spool, interval: float) -> None:
+    """Redraw workers, counts and the tile map until every job is done or failed (or Ctrl-C)."""
+    import time
+    from collections import Counter
+
+    from rich.console import Group
+    from rich.live import Live
+
+    from jobrunner.figures import save_tile_map
+    from jobrunner.files import ensure_folder
+    from jobrunner.timeline import timeline
+
+    ensure_folder(the_spool.paths.outputs, "outputs", "--outputs")
+    target = the_spool.paths.product("tiles.png")
+    rows, cols = the_spool.plan.tiling
+
+    def snapshot():
+        statuses = the_spool.statuses()  # one read of the spool per refresh
+        run = timeline(the_spool, statuses)
+        states = {s.id: s.state for s in statuses}
+        counts = Counter({state: 0 for state in STATE_STYLES}) + Counter(states.values())
+        current = {(s.claim.host, s.claim.pid): s.id for s in statuses if s.claim is not None}
+        workers = Table("worker", "started by", "current tile", "tiles done", "tiles/min", box=None)
+        for worker in run.workers:
+            live = (worker.host, worker.pid) in current
+            rate = 60 * worker.tiles_done / run.span if run.span > 0 else 0
+            workers.add_row(
+                worker.name,
+                worker.via,
+                current.get((worker.host, worker.pid), "-" if not live else ""),
+                str(worker.tiles_done),
+                f"{rate:.1f}",
+                style=None if live else "dim",
+            )
+        parts = [Text(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}"), _counts_table(counts), workers]
+        if max(rows, cols) <= TERMINAL_MAP_SIDE:
+            tile_map = Text()
+            for tile in the_spool.plan.tiles():
+                colour, mark = STATE_STYLES[states[tile.id]]
+                tile_map.append(mark, style=colour)
+                if tile.col == cols - 1:
+                    tile_map.append("\n")
+            parts.append(tile_map)
+        done = counts[DONE] + counts[FAILED] == len(states)
+        return Group(*parts), states, counts, done
+
+    last_map = 0.0
+    try:
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                view, states, counts, done = snapshot()
+                live.update(view, refresh=True)
+                if done or time.monotonic() - last_map > 5:
+                    title = f"{counts[DONE]} done, {counts[RUNNING]} running, {counts[FAILED]} failed of {len(states)}"
+                    save_tile_map(the_spool.plan, states, title, target)
+                    last_map = time.monotonic()
+                if done:
+                    break
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    out.print(f"wrote {target}")
 
 
 @app.command()

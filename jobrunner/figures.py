@@ -165,3 +165,34 @@ def save_timeline_figure(run, title: str, target: Path) -> None:
     handles = [Patch(color=c, label=o or "running") for o, c in OUTCOME_COLOURS.items()]
     axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+
+
+STATE_COLOURS = {"pending": "0.85", "running": "tab:blue", "done": "tab:green", "failed": "tab:red"}
+
+
+def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) -> None:
+    """The plan's tiles over the grid, each coloured by its state, to ``target`` as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    x, y = plan.grid.axes()
+    figure = Figure(figsize=(6.4, 6.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    edge = plan.tiling[0] * plan.tiling[1] <= 2500
+    for tile in plan.tiles():
+        x0, x1 = x[tile.row_start], x[tile.row_stop - 1] + plan.grid.step
+        y0, y1 = y[tile.col_start], y[tile.col_stop - 1] + plan.grid.step
+        colour = to_rgb(STATE_COLOURS[states.get(tile.id, "pending")])
+        axes.fill([x0, x1, x1, x0], [y0, y0, y1, y1], color=colour, ec="white" if edge else colour, lw=0.5)
+    axes.set_xlim(x[0], x[-1] + plan.grid.step)
+    axes.set_ylim(y[0], y[-1] + plan.grid.step)
+    axes.set_aspect("equal")
+    axes.set_xlabel("x")
+    axes.set_ylabel("y")
+    axes.set_title(title, fontsize=10)
+    handles = [Patch(color=c, label=s) for s, c in STATE_COLOURS.items()]
+    axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=100))

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from jobrunner.records import Attempt
-from jobrunner.spool import Spool
+from jobrunner.spool import JobStatus, Spool
 
 
 @dataclass
@@ -56,12 +56,15 @@ class RunTimeline:
         return max(busy) / statistics.mean(busy) if busy and statistics.mean(busy) > 0 else None
 
 
-def timeline(spool: Spool) -> RunTimeline:
-    """Every attempt so far, grouped by the worker that made it, in order of first start."""
+def timeline(spool: Spool, statuses: list[JobStatus] | None = None) -> RunTimeline:
+    """Every attempt so far, grouped by the worker that made it, in order of first start.
+
+    ``statuses`` is a fresh :meth:`Spool.statuses` reading, if the caller has one already.
+    """
     now = time.time()
     by_worker: dict[tuple[str, int], WorkerTimeline] = {}
     running = 0
-    for status in spool.statuses():
+    for status in spool.statuses() if statuses is None else statuses:
         attempts = [(status.id, a) for a in (status.record.attempts if status.record else [])]
         if status.claim is not None:
             attempts.append((status.id, status.claim))

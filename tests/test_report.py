@@ -27,3 +27,17 @@ def test_report_before_any_work_says_what_to_do(project):
     project.run("plan", "--step", "0.1", "--tiles", "2x2")
     result = project.run("report", check=False)
     assert result.returncode == 1 and "start workers first" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_status_watch_follows_a_run_to_the_end(project):
+    project.run("plan", "--step", "0.02", "--tiles", "2x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.5")
+    watcher = project.start("status", "--watch", "--interval", "0.2")
+    worker = project.start("work")
+    project.run("supervise", "--workers", "2")
+    assert wait(worker)[0] == 0
+    code, stdout, stderr = wait(watcher, timeout=60)  # it stops by itself once every job is done
+    assert code == 0, stderr
+    assert re.search(r"done\s+6", stdout)
+    assert "supervise" in stdout and "tiles/min" in stdout
+    assert stdout.count("█") >= 6  # the tile map, all done
+    assert (project.outputs / "tiles.png").stat().st_size > 5_000
