@@ -107,22 +107,28 @@ def plan(
         ),
     ] = "loop",
     extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
-    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian [default: 1].")] = None,
+    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian (default: 1).")] = None,
     param: Annotated[
         Optional[list[str]],
         typer.Option("--param", metavar="NAME=VALUE", help="A kernel parameter; VALUE is a JSON literal. Repeatable."),
     ] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Discard a different plan already in the spool.")] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Discard a different plan already in the spool, with its records and tiles."),
+    ] = False,
     spool: SpoolOption = Path("jobs"),
+    outputs: OutputsOption = Path("outputs"),
 ) -> None:
     """Write one JSON job spec per tile into the spool. Planning the same plan again changes nothing."""
     from jobrunner.spool import Spool
 
     params = _parse_params(param or [])
     if sigma is not None:
+        if "sigma" in params:
+            raise JobRunnerError("sigma is given twice, by --sigma and by --param sigma=...: give it once")
         params["sigma"] = sigma
     the_plan = Plan(Grid(*extent, step=step), parse_tiling(tiles), kernel, params)
-    created, wrote = Spool.create(the_plan, spool, replace=replace)
+    created, wrote = Spool.create(the_plan, spool, outputs, replace=replace)
     verb = "planned" if wrote else "already planned (nothing changed)"
     out.print(f"{verb}: {the_plan.describe()}, {len(created.job_ids)} jobs in {created.paths.spool}")
     if wrote:
@@ -151,7 +157,7 @@ def work(
 def supervise(
     workers: Annotated[
         Optional[int],
-        typer.Option("--workers", help="Processes in the pool [default: the number of CPUs].", show_default=False),
+        typer.Option("--workers", help="Processes in the pool (default: the number of CPUs).", show_default=False),
     ] = None,
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
@@ -301,7 +307,7 @@ def scale(
     ] = ",".join(map(str, (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256))),
     tiles: Annotated[
         Optional[str],
-        typer.Option("--tiles", metavar="ROWSxCOLS", help="Tiling [default: at least as many tiles as workers]."),
+        typer.Option("--tiles", metavar="ROWSxCOLS", help="Tiling (default: at least as many tiles as workers)."),
     ] = None,
     kernel: Annotated[str, typer.Option("--kernel", help="loop, numpy or package.module:function.")] = "loop",
     repeat: Annotated[int, typer.Option("--repeat", help="Runs per worker count; the median is plotted.")] = 3,
@@ -309,7 +315,7 @@ def scale(
         Optional[str],
         typer.Option(
             "--memory-limit",
-            help="Stop before the pool would need more than this, e.g. 4G [default: available memory].",
+            help="Stop before the pool would need more than this, e.g. 4G (default: available memory).",
         ),
     ] = None,
     extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
@@ -339,7 +345,11 @@ def scale(
             if event.what in ("serial", "run"):
                 done += 1
                 advance(done, total)
-                label = "serial" if event.what == "serial" else f"{event.workers:>5} workers"
+                label = (
+                    "serial"
+                    if event.what == "serial"
+                    else f"{event.workers:>5} worker{'s' if event.workers > 1 else ''}"
+                )
                 err.print(f"  {label}: {event.seconds:.2f} s", highlight=False)
             else:
                 err.print(f"  [yellow]{event.message}[/yellow]")

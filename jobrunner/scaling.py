@@ -61,7 +61,7 @@ class ScaleStudy:
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for row in self.rows:
             speedup = self.speedup(row)

@@ -137,7 +137,8 @@ class Spool:
             if not replace:
                 raise JobRunnerError(
                     f"{paths.spool} already holds a different plan ({existing.plan.describe()}): "
-                    "pass --replace to discard it and its progress, or --spool to plan into another folder"
+                    "pass --replace (replace=True) to discard it and its progress, "
+                    "or --spool to plan into another folder"
                 )
             existing.discard()
         for folder in (paths.specs, paths.locks, paths.records):
@@ -149,7 +150,7 @@ class Spool:
         return cls(paths, plan), True
 
     def discard(self) -> None:
-        """Remove this plan's manifest, specs and records (not lock files, which may be in use)."""
+        """Remove this plan's manifest, specs, records and tiles (not lock files, which may be in use)."""
         running = [s.id for s in self.statuses() if s.state == RUNNING]
         if running:
             raise JobRunnerError(
@@ -159,6 +160,8 @@ class Spool:
         self.paths.manifest.unlink(missing_ok=True)
         for folder in (self.paths.specs, self.paths.records):
             shutil.rmtree(folder, ignore_errors=True)
+        for job_id in self.job_ids:  # its tiles, and nothing else of the outputs folder
+            self.paths.tile(job_id).unlink(missing_ok=True)
 
     def prepare_outputs(self) -> None:
         ensure_folder(self.paths.outputs, "outputs", "--outputs")

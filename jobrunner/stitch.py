@@ -20,7 +20,7 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.figures import MAX_DRAWN_CELLS, field_title, save_field_figure
 from jobrunner.files import ensure_folder
 from jobrunner.paths import SpoolPaths, writer_tag
-from jobrunner.records import DONE, FAILED
+from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
 
 #: How many job ids an error message lists before it gives a count.
@@ -41,17 +41,20 @@ def _listing(ids: list[str]) -> str:
 
 
 def _refuse_unfinished(unfinished: list[JobStatus], total: int) -> JobRunnerError:
-    failed = [s.id for s in unfinished if s.state == FAILED]
-    other = [s.id for s in unfinished if s.state != FAILED]
-    parts = []
-    if other:
-        parts.append(f"not done: {_listing(other)}")
-    if failed:
-        parts.append(f"failed: {_listing(failed)}")
-    todo = "`jobrunner supervise` or `jobrunner work`" + (" with --retry-failed" if failed else "")
+    by_state = {state: [s.id for s in unfinished if s.state == state] for state in (RUNNING, PENDING, FAILED)}
+    parts = [f"{state}: {_listing(ids)}" for state, ids in by_state.items() if ids]
+    advice = []
+    if by_state[PENDING] or by_state[FAILED]:
+        advice.append(
+            "run `jobrunner supervise` or `jobrunner work`"
+            + (" with --retry-failed (`jobrunner status` says why they failed)" if by_state[FAILED] else "")
+        )
+    if by_state[RUNNING]:
+        advice.append("wait for the running ones to finish (`jobrunner status --watch`)")
+    todo = "; ".join(advice)
     return JobRunnerError(
-        f"{len(unfinished)} of {total} tiles are missing ({'; '.join(parts)}): run {todo} to finish them "
-        "(`jobrunner status` says why they failed), or `jobrunner reduce --partial` to stitch what is there"
+        f"{len(unfinished)} of {total} tiles are missing ({'; '.join(parts)}): {todo}, "
+        "or `jobrunner reduce --partial` to stitch what is there"
     )
 
 
@@ -131,7 +134,7 @@ def decimation(shape: tuple[int, int]) -> int:
 
 def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     """Stitch every done tile into ``<outputs>/stitched.npy`` and draw ``stitched.png``."""
-    statuses = spool.statuses(probe_locks=False)
+    statuses = spool.statuses()  # with claims: a running tile is not a failed one
     unfinished = [s for s in statuses if s.state != DONE]
     if unfinished and not partial:
         raise _refuse_unfinished(unfinished, len(statuses))

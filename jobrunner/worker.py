@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import traceback
 import zlib
@@ -72,10 +73,12 @@ LAUNCHED_BY = "work"
 
 
 def launcher() -> str:
-    """How this worker was started, for the records: a Slurm array task says which."""
+    """How this worker was started, for the records: a Slurm array task says which, a terminal says so."""
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     if task is not None:
         return f"slurm {os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_{task}"
+    if LAUNCHED_BY == "work" and sys.stdin is not None and sys.stdin.isatty():
+        return "work (terminal)"
     return LAUNCHED_BY
 
 

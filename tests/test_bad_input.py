@@ -30,6 +30,7 @@ def assert_one_line_error(result, *fragments):
         (["plan", "--step", "0.1", "--param", "depth"], ["NAME=VALUE"]),
         (["plan", "--step", "0.1", "--param", "name=bare"], ["JSON literal"]),
         (["plan", "--step", "1e-9"], ["use a larger --step"]),
+        (["plan", "--step", "0.1", "--sigma", "2", "--param", "sigma=3"], ["sigma is given twice"]),
     ],
 )
 def test_bad_plans(project, args, fragments):
@@ -92,9 +93,12 @@ def test_a_different_plan_into_a_used_spool_is_refused_and_changes_nothing(proje
     assert "nothing changed" in project.run("plan", "--step", "0.1", "--tiles", "2x2", "--kernel", "numpy").stdout
     assert before == {p: p.read_bytes() for p in project.spool.rglob("*") if p.is_file()}
     # and --replace does what it says
+    (project.outputs / "keep me.txt").write_text("not jobrunner's")
     project.run("plan", "--step", "0.05", "--tiles", "2x2", "--replace")
     assert '"step": 0.05' in (project.spool / "plan.json").read_text()
     assert not list((project.spool / "records").iterdir())
+    assert not list((project.outputs / "tiles").iterdir())  # the old plan's tiles went with it
+    assert (project.outputs / "keep me.txt").exists()
 
 
 def test_a_corrupt_plan_manifest(project):

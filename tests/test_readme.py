@@ -17,5 +17,5 @@ def test_the_python_api_example_runs(tmp_path):
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "16/16" in result.stdout and "(400, 400)" in result.stdout
-    stitched = np.load(tmp_path / "outputs" / "stitched.npy")
+    stitched = np.load(tmp_path / "api-outputs" / "stitched.npy")
     assert stitched.shape == (400, 400) and np.isfinite(stitched).all()

@@ -41,3 +41,15 @@ def test_status_watch_follows_a_run_to_the_end(project):
     assert "supervise" in stdout and "tiles/min" in stdout
     assert stdout.count("█") >= 6  # the tile map, all done
     assert (project.outputs / "tiles.png").stat().st_size > 5_000
+
+
+def test_reduce_while_a_tile_is_running_says_to_wait(project):
+    project.run("plan", "--step", "0.02", "--tiles", "1x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
+    worker = project.start("work")
+    project.wait_for_claim()
+    result = project.run("reduce", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "running: tile-" in result.stderr and "wait for the running ones" in result.stderr
+    assert "failed" not in result.stderr
+    assert wait(worker)[0] == 0
+    project.run("reduce")
