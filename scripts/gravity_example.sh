@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobrunner=${JOBRUNNER:-.venv/bin/jobrunner}
-export JOBRUNNER_SPOOL=jobs/gravity JOBRUNNER_OUTPUTS=outputs/gravity
+export JOBRUNNER_SPOOL=${JOBRUNNER_SPOOL:-jobs/gravity} JOBRUNNER_OUTPUTS=${JOBRUNNER_OUTPUTS:-outputs/gravity}
 $jobrunner plan --kernel sphere --extent -2000 2000 -2000 2000 --step 5 --tiles 4x4 \
   --param depth=300 --param radius=150 --param density_contrast=800 --param x0=200 --param y0=-150
 $jobrunner supervise

@@ -75,3 +75,21 @@ def test_the_buried_sphere_matches_its_formula(tmp_path):
     with pytest.raises(JobRunnerError, match="need 0 < radius < depth"):
         Spool.create(bad, tmp_path / "refused")  # plan's probe runs the kernel before anything is written
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_gravity_example_script_runs_end_to_end(project):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "gravity_example.sh"
+    env = {**project.env, "JOBRUNNER": " ".join(project.command())}
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    field = project.load("stitched.npy")
+    assert field.shape == (800, 800)
+    peak = GRAVITATIONAL_CONSTANT * (4 / 3 * np.pi * 150.0**3 * 800.0) / 300.0**2 / MGAL
+    assert field.max() == pytest.approx(peak, rel=1e-3)  # the grid passes within 5 m of the centre
+    x = np.arange(-2000.0, 2000.0, 5.0)
+    i, j = np.unravel_index(np.argmax(field), field.shape)
+    assert (x[i], x[j]) == (200.0, -150.0)
+    assert (project.outputs / "stitched.png").stat().st_size > 20_000
