@@ -19,26 +19,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from jobrunner import worker
 from jobrunner.errors import JobRunnerError
-from jobrunner.records import DONE
 from jobrunner.spool import Spool
-from jobrunner.worker import (
-    BUSY,
-    Outcome,
-    Progress,
-    WorkSummary,
-    attempt_job,
-    check_retries,
-    finish_summary,
-    tally,
-    wait_for_brief_holders,
-)
+from jobrunner.worker import Outcome, Progress, Run, WorkSummary, attempt_job
 
 #: A pool that breaks this many times in a row without finishing a tile is a problem to report.
 MAX_BROKEN_POOLS = 5
@@ -101,35 +89,21 @@ def supervise(
     """Drain the spool with a pool of ``workers`` processes; return what happened."""
     if workers < 1:
         raise JobRunnerError(f"--workers must be at least 1, got {workers}")
-    check_retries(retries)
-    started = time.perf_counter()
-    spool.prepare_outputs()
-    if retry_failed:
-        spool.requeue_failed()
-    statuses = spool.statuses(probe_locks=False)
-    progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
-    summary = WorkSummary(progress.total)
+    run = Run(spool, retries, retry_failed, on_progress)
     pending = spool.claimable()
     pool: ProcessPoolExecutor | None = None
-    broken_in_a_row = rounds_waited = 0
+    broken_in_a_row = 0
     try:
         while pending:
             if pool is None:
                 pool = _new_pool(spool, min(workers, len(pending)))
             futures = [pool.submit(run_job, job_id, retries) for job_id in pending]
-            if on_progress:
-                on_progress(progress)  # after the first submit: the pool has forked by now
-            claimed_any, busy = False, []
+            run.report()  # after the first submit: the pool has forked by now
             try:
                 for future in as_completed(futures):
                     outcome = future.result()
-                    claimed_any |= outcome.claimed
-                    if outcome.result == BUSY:
-                        busy.append(outcome.job_id)
                     broken_in_a_row = 0 if outcome.claimed else broken_in_a_row
-                    tally(outcome, progress, summary)
-                    if on_progress:
-                        on_progress(progress)
+                    run.record(outcome)
             except BrokenProcessPool:
                 # A pool process died (killed, out of memory).  Its lock died with it, so its job
                 # is claimable again; open a new pool and go on with whatever is left.
@@ -141,12 +115,8 @@ def supervise(
                         f"the worker pool broke {broken_in_a_row} times in a row (processes killed or out of "
                         "memory): see `jobrunner status`, try fewer --workers"
                     ) from None
-                claimed_any = True
-            if claimed_any:
-                rounds_waited = 0
-            elif wait_for_brief_holders(spool, busy, rounds_waited):
-                rounds_waited += 1
-            else:
+                run.claimed_any = True
+            if not run.another_pass():
                 break
             pending = spool.claimable()
     except BaseException:
@@ -157,7 +127,7 @@ def supervise(
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
-    return finish_summary(spool, summary, started)
+    return run.finish()
 
 
 def _stop_in_flight(pool: ProcessPoolExecutor) -> None:

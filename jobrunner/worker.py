@@ -149,45 +149,78 @@ def _why_stopped(error: BaseException) -> str:
     return str(error) if isinstance(error, JobRunnerError) else f"{type(error).__name__}: {error}"
 
 
+class Run:
+    """One drain of a spool, by a worker or by a supervisor: its totals, the bookkeeping of each
+    pass over the claimable jobs, and the rule for when to stop.
+
+    Passes repeat while a pass claimed something (a failed job may be retried, a dead worker's
+    job may have come free); a pass that claimed nothing ends the run, unless a job was busy
+    with nobody working on it (see :func:`wait_for_brief_holders`).
+    """
+
+    def __init__(self, spool: Spool, retries: int, retry_failed: bool, on_progress) -> None:
+        check_retries(retries)
+        self.spool, self.on_progress = spool, on_progress
+        self.started = time.perf_counter()
+        spool.prepare_outputs()
+        if retry_failed:
+            spool.requeue_failed()
+        statuses = spool.statuses(probe_locks=False)
+        self.progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
+        self.summary = WorkSummary(self.progress.total)
+        self.rounds_waited = 0
+        self._new_pass()
+
+    def _new_pass(self) -> None:
+        self.claimed_any, self.busy = False, []
+
+    def report(self) -> None:
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def record(self, outcome: Outcome) -> None:
+        self.claimed_any |= outcome.claimed
+        if outcome.result == BUSY:
+            self.busy.append(outcome.job_id)
+        tally(outcome, self.progress, self.summary)
+        self.report()
+
+    def another_pass(self) -> bool:
+        """At the end of a pass: is another one worth it?"""
+        if self.claimed_any:
+            self.rounds_waited = 0
+        elif wait_for_brief_holders(self.spool, self.busy, self.rounds_waited):
+            self.rounds_waited += 1
+        else:
+            return False
+        self._new_pass()
+        return True
+
+    def finish(self) -> WorkSummary:
+        """The spool-wide totals at the end: every job done, or which ones failed."""
+        final = self.spool.statuses(probe_locks=False)
+        self.summary.done = sum(s.state == DONE for s in final)
+        self.summary.failed = [s.id for s in final if s.state == FAILED]
+        if self.summary.done == self.summary.total:
+            self.spool.sweep_partials()
+        self.summary.seconds = time.perf_counter() - self.started
+        return self.summary
+
+
 def work(
     spool: Spool,
     retries: int = 2,
     retry_failed: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> WorkSummary:
-    """Drain the spool in this process until nothing is left to claim.
-
-    Passes over the claimable jobs repeat while a pass claimed something (a failed job may be
-    retried, a dead worker's job may have come free); a pass that claimed nothing ends the work.
-    """
-    check_retries(retries)
-    started = time.perf_counter()
-    spool.prepare_outputs()
-    if retry_failed:
-        spool.requeue_failed()
-    statuses = spool.statuses(probe_locks=False)
-    progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
-    summary = WorkSummary(progress.total)
-    if on_progress:
-        on_progress(progress)
-    rounds_waited = 0
+    """Drain the spool in this process until nothing is left to claim."""
+    run = Run(spool, retries, retry_failed, on_progress)
+    run.report()
     while True:
-        claimed_any, busy = False, []
         for job_id in _rotated(spool.claimable()):
-            outcome = attempt_job(spool, job_id, retries)
-            claimed_any |= outcome.claimed
-            if outcome.result == BUSY:
-                busy.append(job_id)
-            tally(outcome, progress, summary)
-            if on_progress:
-                on_progress(progress)
-        if claimed_any:
-            rounds_waited = 0
-        elif not wait_for_brief_holders(spool, busy, rounds_waited):
-            break
-        else:
-            rounds_waited += 1
-    return finish_summary(spool, summary, started)
+            run.record(attempt_job(spool, job_id, retries))
+        if not run.another_pass():
+            return run.finish()
 
 
 def _rotated(job_ids: list[str]) -> list[str]:
@@ -226,17 +259,6 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
     for job_id in briefly_held:
         spool.wait_for_lock(job_id, timeout=BRIEF_HOLD_WAIT)
     return True
-
-
-def finish_summary(spool: Spool, summary: WorkSummary, started: float) -> WorkSummary:
-    """Fill in the spool-wide totals at the end of a run: every job done, or which ones failed."""
-    final = spool.statuses(probe_locks=False)
-    summary.done = sum(s.state == DONE for s in final)
-    summary.failed = [s.id for s in final if s.state == FAILED]
-    if summary.done == summary.total:
-        spool.sweep_partials()
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
 def tally(outcome: Outcome, progress: Progress, summary: WorkSummary) -> None:
