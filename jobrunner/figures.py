@@ -20,6 +20,11 @@ from jobrunner.plan import Plan
 MAX_DRAWN_CELLS = 1200
 
 
+def decimation(shape: tuple[int, ...]) -> int:
+    """Every how many cells a figure samples, so that it draws at most MAX_DRAWN_CELLS a side."""
+    return max(1, math.ceil(max(shape) / MAX_DRAWN_CELLS))
+
+
 def _kernel_attribute(plan: Plan, name: str, default: str) -> str:
     return str(getattr(load_kernel(plan.kernel), name, default))
 
@@ -42,9 +47,8 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    stride = max(1, math.ceil(max(values.shape) / MAX_DRAWN_CELLS))
-    view = np.asarray(values[::stride, ::stride])
-    stride = max(1, round(plan.shape[0] / view.shape[0]))  # what the figure shows, counted on the full grid
+    view = np.asarray(values[:: decimation(values.shape), :: decimation(values.shape)])
+    stride = decimation(plan.shape)  # what the figure shows, counted on the full grid
     x, y = plan.grid.axes()
     half = plan.grid.step / 2
     extent = (x[0] - half, x[-1] + half, y[0] - half, y[-1] + half)

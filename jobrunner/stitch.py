@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.figures import MAX_DRAWN_CELLS, field_title, save_field_figure
+from jobrunner.figures import decimation, field_title, save_field_figure
 from jobrunner.files import ensure_folder
 from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
@@ -125,11 +125,6 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
         rows.flush()
         del rows
     return preview
-
-
-def decimation(shape: tuple[int, int]) -> int:
-    """Every how many cells a figure samples, so that it draws at most MAX_DRAWN_CELLS a side."""
-    return max(1, -(-max(shape) // MAX_DRAWN_CELLS))
 
 
 def reduce(spool: Spool, partial: bool = False) -> ReduceResult:

@@ -5,7 +5,7 @@ import pytest
 
 import jobrunner.stitch as reduce_module
 from jobrunner import Plan, Spool, compute_serial, reduce, work
-from jobrunner.stitch import decimation
+from jobrunner.figures import decimation
 
 
 @pytest.mark.parametrize("block_rows", [1, 7, 64])
