@@ -37,7 +37,10 @@ from jobrunner.worker import WorkSummary
 app = typer.Typer(
     help="Run embarrassingly parallel grid work: plan tiles into a spool, drain it with workers, stitch the result.\n\n"
     "The lab's path: `jobrunner serial`, then `jobrunner plan`, then `jobrunner work` in several terminals "
-    "or `jobrunner supervise --workers N`, then `jobrunner reduce`.",
+    "or `jobrunner supervise --workers N`, then `jobrunner reduce`.\n\n"
+    "On a cluster: `jobrunner slurm --array N --submit` (a Slurm job array of workers), "
+    "`mpiexec -n N python -m mpi4py.futures -m jobrunner supervise --executor mpi`, or "
+    "`jobrunner supervise --executor dask --scheduler tcp://HOST:8786`; `jobrunner drain` stops them all.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -66,6 +69,16 @@ RetriesOption = Annotated[
 ]
 RetryFailedOption = Annotated[
     bool, typer.Option("--retry-failed", help="Give jobs already left failed a fresh set of retries first.")
+]
+MaxTimeOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--max-time",
+        envvar="JOBRUNNER_MAX_TIME",
+        metavar="DURATION",
+        help="Stop claiming when the next tile would not finish within this time from the start (judged by the "
+        "tiles' median duration): 3h, 90m, 45s, 01:00:00. Inside a Slurm job the job's end time counts too.",
+    ),
 ]
 
 
@@ -139,16 +152,36 @@ def plan(
 def work(
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
+    max_time: MaxTimeOption = None,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = Path("outputs"),
 ) -> None:
-    """One independent worker: claim jobs until none is left. Start as many as you like, anywhere the spool is."""
+    """One independent worker: claim jobs until none is left. Start as many as you like, anywhere the spool is.
+
+    It stops claiming, after finishing its tile, when `jobrunner drain` is asked or when the next
+    tile would overrun --max-time or its Slurm job's end. SIGTERM (scancel) and Ctrl-C abandon the
+    tile in flight at once: its attempt is recorded as interrupted and another worker takes it.
+    """
+    import time
+
+    from jobrunner.slurm import job_end_time
+    from jobrunner.stopping import Deadline, earliest, parse_duration
     from jobrunner.worker import work as run_worker
 
+    started = time.time()
     the_spool = _spool(spool, outputs)
+    limit = Deadline(started + parse_duration(max_time), f"--max-time {max_time}") if max_time else None
+    deadline = earliest(limit, job_end_time())
+    if deadline is not None:
+        clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(deadline.at))
+        err.print(f"stops claiming tiles that would not finish before {clock} ({deadline.what})", highlight=False)
     with _interruptible(), _progress_bar("tiles", unit="tiles") as advance:
         summary = run_worker(
-            the_spool, retries, retry_failed, on_progress=lambda p: advance(p.done + p.failed, p.total)
+            the_spool,
+            retries,
+            retry_failed,
+            on_progress=lambda p: advance(p.done + p.failed, p.total),
+            deadline=deadline,
         )
     _report(summary, f"worker {socket.gethostname()}:{os.getpid()}")
 
@@ -157,24 +190,131 @@ def work(
 def supervise(
     workers: Annotated[
         Optional[int],
-        typer.Option("--workers", help="Processes in the pool (default: the number of CPUs).", show_default=False),
+        typer.Option(
+            "--workers",
+            help="Processes in the pool, with --executor process (default: the number of CPUs).",
+            show_default=False,
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            envvar="JOBRUNNER_EXECUTOR",
+            help="process: a pool on this machine. "
+            "mpi: the ranks of `mpiexec -n N python -m mpi4py.futures -m jobrunner supervise --executor mpi` "
+            "(N-1 workers; pip install 'jobrunner[mpi]'). "
+            "dask: the workers of a running Dask scheduler, see --scheduler (pip install 'jobrunner[dask]').",
+        ),
+    ] = "process",
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scheduler",
+            envvar="DASK_SCHEDULER_ADDRESS",
+            metavar="tcp://HOST:PORT",
+            help="The Dask scheduler's address, with --executor dask.",
+        ),
     ] = None,
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = Path("outputs"),
 ) -> None:
-    """The lab's Task 3: drain the spool with a ProcessPoolExecutor (submit + as_completed)."""
+    """The lab's Task 3: drain the spool on a concurrent.futures executor (submit + as_completed).
+
+    A local ProcessPoolExecutor by default; on a cluster, MPI's or Dask's executor. Whichever it
+    is, the workers claim jobs under the same protocol as `jobrunner work`, so supervisors,
+    hand-started workers and Slurm arrays can drain one spool together.
+    """
     from jobrunner.supervisor import supervise as run_supervisor
 
-    if workers is None:
-        workers = os.cpu_count() or 1
+    label = f"{workers or os.cpu_count() or 1} workers" if executor == "process" else f"{executor} workers"
     the_spool = _spool(spool, outputs)
-    with _interruptible(), _progress_bar(f"{workers} workers", unit="tiles") as advance:
+    with _interruptible(), _progress_bar(label, unit="tiles") as advance:
         summary = run_supervisor(
-            the_spool, workers, retries, retry_failed, on_progress=lambda p: advance(p.done + p.failed, p.total)
+            the_spool,
+            workers,
+            retries,
+            retry_failed,
+            on_progress=lambda p: advance(p.done + p.failed, p.total),
+            executor=executor,
+            scheduler=scheduler,
         )
-    _report(summary, f"supervisor with {workers} workers")
+    _report(summary, f"supervisor with {label}")
+
+
+@app.command()
+def slurm(
+    array: Annotated[
+        int, typer.Option("--array", metavar="N", help="Array tasks: N workers, each draining many tiles.")
+    ],
+    throttle: Annotated[
+        Optional[int], typer.Option("--throttle", metavar="K", help="Run at most K tasks at once (--array=0-N%K).")
+    ] = None,
+    time: Annotated[
+        Optional[str], typer.Option("--time", help="Each task's walltime, e.g. 01:00:00; workers stop before it.")
+    ] = None,
+    mem: Annotated[Optional[str], typer.Option("--mem", help="Memory per task, e.g. 2G.")] = None,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="Slurm partition.")] = None,
+    account: Annotated[Optional[str], typer.Option("--account", help="Slurm account to charge.")] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option("--cpus-per-task", help="CPUs per task.")] = None,
+    extra: Annotated[
+        Optional[list[str]],
+        typer.Option("--extra", metavar='"#SBATCH ..."', help="A whole extra #SBATCH line. Repeatable."),
+    ] = None,
+    submit: Annotated[bool, typer.Option("--submit", help="Submit it with sbatch and print the job id.")] = False,
+    spool: SpoolOption = Path("jobs"),
+    outputs: OutputsOption = Path("outputs"),
+) -> None:
+    """Write <spool>/slurm/jobrunner.sbatch: a Slurm job array whose every task runs `jobrunner work`.
+
+    Each task is one long-lived worker (this Python, absolute paths) that drains tiles until none
+    is left, logging to <spool>/slurm/logs/task-JOBID_TASK.log. Without --submit it prints the
+    sbatch command; with it, it submits once and prints the job id. Then `jobrunner status` shows
+    which array tasks work on which tiles, `jobrunner drain` stops them after their tiles, and
+    `scancel` stops them at once (their tiles go back to the queue).
+    """
+    from jobrunner.slurm import ArrayOptions, write_sbatch
+    from jobrunner.slurm import submit as run_sbatch
+
+    options = ArrayOptions(array, throttle, time, mem, partition, account, cpus_per_task, tuple(extra or ()))
+    the_spool = _spool(spool, outputs)
+    command = write_sbatch(options, the_spool.paths)
+    out.print(f"wrote {the_spool.paths.sbatch_script}", highlight=False)
+    if not submit:
+        out.print(f"submit it with: {command}", highlight=False)
+        return
+    job = run_sbatch(the_spool.paths)
+    out.print(f"submitted job array {job} ({array} tasks); logs in {the_spool.paths.slurm_logs}", highlight=False)
+    out.print(f"follow it with `jobrunner status`; stop it with `jobrunner drain` or `scancel {job}`")
+
+
+@app.command()
+def drain(spool: SpoolOption = Path("jobs")) -> None:
+    """Tell every worker of the spool, wherever it runs, to finish its current tile and exit.
+
+    Writes the file <spool>/DRAIN, which workers look for before each claim; new workers exit at
+    once while it is there. `jobrunner resume` removes it.
+    """
+    from jobrunner.stopping import request_drain
+
+    the_spool = _spool(spool, "outputs")
+    verb = "draining" if request_drain(the_spool.paths) else "already draining"
+    out.print(f"{verb}: workers finish their current tile and exit ({the_spool.paths.drain_file})", highlight=False)
+    out.print("see them go with `jobrunner status`; `jobrunner resume` lets workers claim again")
+
+
+@app.command()
+def resume(spool: SpoolOption = Path("jobs")) -> None:
+    """Undo `jobrunner drain`: workers started from now on claim jobs again (stopped ones stay stopped)."""
+    from jobrunner.stopping import cancel_drain
+
+    the_spool = _spool(spool, "outputs")
+    if cancel_drain(the_spool.paths):
+        out.print("resumed: new workers claim jobs again; start them with `jobrunner work` or `jobrunner slurm`")
+    else:
+        out.print("the spool was not being drained: nothing to resume")
 
 
 @app.command()
@@ -214,8 +354,10 @@ def status(
     report = spool_status(the_spool)
     out.print(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}")
     out.print(_counts_table(report.counts))
+    if report.draining:
+        out.print("  [yellow]draining[/yellow]: workers exit after their current tile; `jobrunner resume` undoes it")
     for job in report.running:
-        out.print(f"  running {job.id} on {job.host} pid {job.pid} for {job.seconds:.0f} s")
+        out.print(f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s")
     for job in report.failed:
         out.print(f"  [red]failed[/red] {job.id} after {job.attempts} attempts: {job.error}", soft_wrap=True)
     if report.failed:
@@ -437,6 +579,8 @@ def _report(summary: WorkSummary, who: str) -> None:
         err.print(f"[red]{line}, {len(summary.failed)} failed[/red]: see `jobrunner status`", soft_wrap=True)
         raise typer.Exit(1)
     out.print(line, soft_wrap=True)
+    if summary.stopped and summary.done < summary.total:
+        out.print(f"stopped claiming: {summary.stopped}", soft_wrap=True, highlight=False)
 
 
 class _RateColumn(ProgressColumn):
@@ -485,13 +629,24 @@ def _progress_bar(description: str, unit: str):
 
 @contextmanager
 def _interruptible():
-    """Ctrl-C and SIGTERM (what scancel sends) stop the work cleanly; finished tiles stay."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """Ctrl-C and SIGTERM (what scancel sends) stop the work cleanly; finished tiles stay.
+
+    Exits 128 + the signal's number, as a shell reports a process killed by it: 130 for Ctrl-C,
+    143 for SIGTERM, so that Slurm and scripts can tell a stopped worker from a failed one.
+    """
+    received = [signal.SIGINT]
+
+    def on_sigterm(signum, frame):
+        received[0] = signum
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]: finished tiles are kept; the jobs in flight are claimable again")
-        raise typer.Exit(130) from None
+        name = "SIGTERM" if received[0] == signal.SIGTERM else "interrupted"
+        err.print(f"[yellow]{name}[/yellow]: finished tiles are kept; the jobs in flight are claimable again")
+        raise typer.Exit(128 + received[0]) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -56,6 +56,29 @@ class SpoolPaths:
     def record(self, job_id: str) -> Path:
         return self.records / f"{job_id}.json"
 
+    @cached_property
+    def drain_file(self) -> Path:
+        """While this file exists, every worker finishes its current tile and exits (``jobrunner drain``)."""
+        return self.spool / "DRAIN"
+
+    # -- Slurm: the batch script and one log per array task --------------------------------------
+    @cached_property
+    def slurm(self) -> Path:
+        return self.spool / "slurm"
+
+    @cached_property
+    def sbatch_script(self) -> Path:
+        return self.slurm / "jobrunner.sbatch"
+
+    @cached_property
+    def slurm_logs(self) -> Path:
+        return self.slurm / "logs"
+
+    @cached_property
+    def slurm_log_pattern(self) -> Path:
+        """Slurm fills in %A (the array's job id) and %a (the task's index)."""
+        return self.slurm_logs / "task-%A_%a.log"
+
     # -- the outputs: tiles and the products made from them -------------------------------------
     @cached_property
     def tiles(self) -> Path:

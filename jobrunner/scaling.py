@@ -25,10 +25,11 @@ from pathlib import Path
 
 from jobrunner.compute import compute_tile
 from jobrunner.errors import JobRunnerError
+from jobrunner.executors import fork_context
 from jobrunner.grid import Grid, Tile
 from jobrunner.plan import Plan
 from jobrunner.spool import Spool
-from jobrunner.supervisor import fork_context, supervise
+from jobrunner.supervisor import supervise
 
 DEFAULT_WORKERS = (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256)
 CSV_COLUMNS = ("workers", "median_s", "min_s", "max_s", "runs", "serial_s", "speedup", "efficiency", "outcome", "note")

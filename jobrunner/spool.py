@@ -11,6 +11,8 @@ Layout
     <spool>/locks/<id>.lock         the job's lock file: a claim *is* a held flock on it, and while
                                     held it names the attempt in flight: {"attempt", "host", "pid", "started"}
     <spool>/records/<id>.json       the job's record: state, counters, every finished attempt
+    <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
+    <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
     <outputs>/tiles/<id>.npy        the job's tile, an array of the tile's shape
     .<name>.<host>-<pid>.partial    a file being written, in the folder of its final name
 
@@ -56,6 +58,12 @@ job busy while its lock file names no attempt (``status`` or ``reduce`` holding 
 moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
 the job stranded.  ``status`` judges a claim on its own host by its pid, and probes the lock
 only for claims from other hosts.
+
+Stopping a worker: between tiles, by ``jobrunner drain`` or a deadline (see
+:mod:`jobrunner.stopping`); or at once, by SIGTERM (``scancel``, a Slurm walltime) or Ctrl-C,
+which abandon the attempt in flight rather than finish it: it is recorded ``interrupted``, its
+partial files are deleted, its claim cleared and its lock released, and the worker exits 143
+(130 for Ctrl-C).  The job is claimable again at once.
 
 Rules: only the holder of a job's lock writes the job's record, claim or tile.  Every file but
 the claim is published by ``os.replace`` from a partial name in the same folder, so no reader

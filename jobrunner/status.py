@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import Spool
+from jobrunner.stopping import drain_requested
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class RunningJob:
     host: str
     pid: int
     seconds: float
+    via: str  # how its worker was started: work, supervise, mpi, dask, slurm JOBID_TASK
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class SpoolStatus:
     counts: Counter = field(default_factory=Counter)
     running: list[RunningJob] = field(default_factory=list)
     failed: list[FailedJob] = field(default_factory=list)
+    draining: bool = False  # `jobrunner drain` asked every worker to stop after its tile
 
     @property
     def finished(self) -> bool:
@@ -44,12 +47,13 @@ class SpoolStatus:
 def spool_status(spool: Spool) -> SpoolStatus:
     statuses = spool.statuses()
     report = SpoolStatus(len(statuses), Counter({PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}))
+    report.draining = drain_requested(spool.paths)
     now = time.time()
     for status in statuses:
         report.counts[status.state] += 1
         record, claim = status.record, status.claim
         if status.state == RUNNING and claim is not None:
-            report.running.append(RunningJob(status.id, claim.host, claim.pid, now - claim.started))
+            report.running.append(RunningJob(status.id, claim.host, claim.pid, now - claim.started, claim.via))
         elif status.state == FAILED and record is not None:
             last_line = (record.last_error or "no error recorded").strip().splitlines()[-1]
             report.failed.append(FailedJob(status.id, len(record.attempts), last_line))

@@ -21,6 +21,7 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.paths import writer_tag
 from jobrunner.records import DONE, FAILED, JobRecord
 from jobrunner.spool import Spool
+from jobrunner.stopping import DRAINING, Deadline, drain_requested, next_tile_fits, overrun_message
 
 #: What one call of :func:`attempt_job` came to.
 DONE_HERE = "done"  # we computed and published the tile
@@ -29,6 +30,7 @@ WILL_RETRY = "retry"  # the kernel failed; the job is claimable again
 BUSY = "busy"  # another worker holds it now
 DONE_ELSEWHERE = "done-elsewhere"  # someone else finished it before we looked
 FAILED_ELSEWHERE = "failed-elsewhere"  # already failed for good
+STOPPED = "stopped"  # not tried: the spool is being drained (see jobrunner.stopping)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class WorkSummary:
     failed: list[str] = field(default_factory=list)  # jobs left failed for good
     busy: int = 0  # claims skipped because another worker held the job
     seconds: float = 0.0
+    stopped: str | None = None  # why the run stopped claiming before the spool was finished
 
     @property
     def ok(self) -> bool:
@@ -83,7 +86,13 @@ def launcher() -> str:
 
 
 def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
-    """Try to claim ``job_id`` and, if we get it, run one attempt (steps 1-9 of the protocol)."""
+    """Try to claim ``job_id`` and, if we get it, run one attempt (steps 1-9 of the protocol).
+
+    Not while the spool is being drained: every way of running workers comes through here, so
+    this one look at the drain file stops them all between tiles.
+    """
+    if drain_requested(spool.paths):
+        return Outcome(job_id, STOPPED)
     record = spool.read_record(job_id)
     if record is not None and record.state in (DONE, FAILED):
         return Outcome(job_id, DONE_ELSEWHERE if record.state == DONE else FAILED_ELSEWHERE)
@@ -158,9 +167,11 @@ class Run:
     with nobody working on it (see :func:`wait_for_brief_holders`).
     """
 
-    def __init__(self, spool: Spool, retries: int, retry_failed: bool, on_progress) -> None:
+    def __init__(
+        self, spool: Spool, retries: int, retry_failed: bool, on_progress, deadline: Deadline | None = None
+    ) -> None:
         check_retries(retries)
-        self.spool, self.on_progress = spool, on_progress
+        self.spool, self.on_progress, self.deadline = spool, on_progress, deadline
         self.started = time.perf_counter()
         spool.prepare_outputs()
         if retry_failed:
@@ -168,8 +179,24 @@ class Run:
         statuses = spool.statuses(probe_locks=False)
         self.progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
         self.summary = WorkSummary(self.progress.total)
+        self.summary.stopped = DRAINING if drain_requested(spool.paths) else None
+        # How long a tile takes, for the deadline: every finished attempt in the spool, then ours.
+        self.durations = [
+            a.seconds for s in statuses if s.record for a in s.record.attempts if a.outcome == DONE and a.seconds
+        ]
         self.rounds_waited = 0
         self._new_pass()
+
+    @property
+    def stopped(self) -> bool:
+        return self.summary.stopped is not None
+
+    def time_for_another(self) -> bool:
+        """Before a claim: would the next tile finish before the deadline?  If not, the run stops."""
+        if self.deadline is not None and not self.stopped:
+            if not next_tile_fits(time.time(), self.deadline, self.durations):
+                self.summary.stopped = overrun_message(self.deadline, self.durations)
+        return not self.stopped
 
     def _new_pass(self) -> None:
         self.claimed_any, self.busy = False, []
@@ -182,11 +209,17 @@ class Run:
         self.claimed_any |= outcome.claimed
         if outcome.result == BUSY:
             self.busy.append(outcome.job_id)
+        elif outcome.result == STOPPED and not self.stopped:
+            self.summary.stopped = DRAINING
+        elif outcome.result == DONE_HERE:
+            self.durations.append(outcome.seconds)
         tally(outcome, self.progress, self.summary)
         self.report()
 
     def another_pass(self) -> bool:
         """At the end of a pass: is another one worth it?"""
+        if self.stopped:
+            return False
         if self.claimed_any:
             self.rounds_waited = 0
         elif wait_for_brief_holders(self.spool, self.busy, self.rounds_waited):
@@ -212,15 +245,22 @@ def work(
     retries: int = 2,
     retry_failed: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> WorkSummary:
-    """Drain the spool in this process until nothing is left to claim."""
-    run = Run(spool, retries, retry_failed, on_progress)
+    """Drain the spool in this process until nothing is left to claim, a drain is asked, or the
+    next tile would not finish before ``deadline`` (see :mod:`jobrunner.stopping`)."""
+    run = Run(spool, retries, retry_failed, on_progress, deadline)
     run.report()
-    while True:
+    while not run.stopped:
         for job_id in _rotated(spool.claimable()):
+            if not run.time_for_another():
+                break
             run.record(attempt_job(spool, job_id, retries))
+            if run.stopped:
+                break
         if not run.another_pass():
-            return run.finish()
+            break
+    return run.finish()
 
 
 def _rotated(job_ids: list[str]) -> list[str]:

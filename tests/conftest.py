@@ -126,3 +126,33 @@ def read_only_folder(tmp_path: Path):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def engine_missing(reason: str) -> None:
+    """Skip a test whose engine (Slurm, MPI, Dask) is absent, saying what to run.
+
+    Under CI, which installs and starts every engine (`.ci/run` calls scripts/engines.sh and
+    installs the mpi and dask extras), a missing engine fails instead: nothing skips there unseen.
+    """
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason}; CI must provide it", pytrace=False)
+    pytest.skip(reason)
+
+
+def venv_tool(name: str) -> Path:
+    """A command installed beside this Python (mpiexec, dask): the venv's, not whatever PATH finds first."""
+    return Path(sys.executable).parent / name
+
+
+def with_venv_on_path(env: dict) -> dict:
+    """mpiexec finds its helpers (hydra_pmi_proxy) on PATH, so the venv's bin goes first."""
+    return {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
+
+
+def assert_each_job_done_once(project: Project, total: int) -> set[str]:
+    """Every one of ``total`` jobs done by exactly one attempt; return how their workers were started."""
+    records = project.records()
+    assert len(records) == total
+    for job_id, record in records.items():
+        assert [a["outcome"] for a in record["attempts"]] == ["done"], f"{job_id} ran more than once"
+    return {record["attempts"][0]["via"] for record in records.values()}

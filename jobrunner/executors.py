@@ -1,0 +1,278 @@
+"""The engines ``supervise`` can run jobs on, each through its ``concurrent.futures`` interface.
+
+=========  ==========================================================  ==========================
+name       the executor                                                its workers
+=========  ==========================================================  ==========================
+process    ``concurrent.futures.ProcessPoolExecutor`` (forked)          ``--workers`` processes here
+mpi        ``mpi4py.futures.MPIPoolExecutor``, under                   the other ranks: ``-n`` - 1
+           ``mpiexec -n N python -m mpi4py.futures -m jobrunner ...``
+dask       ``distributed.Client`` of a running Dask scheduler           whatever workers it has
+=========  ==========================================================  ==========================
+
+Every executor runs :func:`jobrunner.worker.attempt_job` on the far side, so the claim protocol
+is the same under all of them.  The process pool opens the spool once per process in its
+initializer; MPI ranks and Dask workers are separate programs started by someone else, so
+they get :func:`run_job`, a module-level function given the spool's folders, which opens the
+spool itself (once per process).  mpi4py and distributed are imported only when asked for.
+
+How each one stops on Ctrl-C or SIGTERM: the process pool stops the jobs in flight, which
+record their attempt as interrupted; MPI and Dask cannot stop a running call, so they cancel
+what has not started and let the tiles in flight finish on their workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+from jobrunner import worker
+from jobrunner.errors import JobRunnerError
+from jobrunner.spool import Spool
+from jobrunner.worker import Outcome, attempt_job
+
+EXECUTORS = ("process", "mpi", "dask")
+
+
+class Executor:
+    """What ``supervise`` needs of an engine: submit one job, collect outcomes, stop."""
+
+    name = ""
+    #: Exceptions from ``result()`` that mean the engine lost a worker: start afresh, the run goes on.
+    broken: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+
+    @property
+    def workers(self) -> int:
+        raise NotImplementedError
+
+    def size_for(self, jobs: int) -> None:
+        """Told before each pass how many jobs it will get."""
+
+    def submit(self, job_id: str, retries: int) -> Future:
+        raise NotImplementedError
+
+    def as_completed(self, futures: list) -> Iterable:
+        return as_completed(futures)
+
+    def renew(self) -> None:
+        """After a ``broken`` error: a new pool for what is left."""
+
+    def stop(self) -> None:
+        """Ctrl-C or an error: cancel what has not started; stop what runs, where the engine can."""
+
+    def close(self) -> None:
+        """The normal end: every future has its result."""
+
+
+def open_executor(name: str, spool: Spool, workers: int | None = None, scheduler: str | None = None) -> Executor:
+    if name not in EXECUTORS:
+        raise JobRunnerError(f"--executor takes one of {', '.join(EXECUTORS)}, not {name!r}")
+    if name != "process" and workers is not None:
+        raise JobRunnerError(
+            f"--workers is for --executor process; with {name} the workers are "
+            + ("mpiexec's ranks minus one (-n)" if name == "mpi" else "the Dask cluster's")
+        )
+    if name != "dask" and scheduler is not None:
+        raise JobRunnerError("--scheduler is for --executor dask")
+    if name == "process":
+        return ProcessExecutor(spool, os.cpu_count() or 1 if workers is None else workers)
+    if name == "mpi":
+        return MPIExecutor(spool)
+    return DaskExecutor(spool, scheduler)
+
+
+def _missing(extra: str, module: str, error: ImportError) -> JobRunnerError:
+    return JobRunnerError(
+        f"--executor {extra} needs {module}, which does not import here ({error}): pip install 'jobrunner[{extra}]'"
+    )
+
+
+# -- what MPI ranks and Dask workers run ------------------------------------------------------------
+_opened: dict[tuple[str, str], Spool] = {}
+
+
+def run_job(spool_dir: str, outputs_dir: str, job_id: str, retries: int, via: str) -> Outcome:
+    """One job, in a process that opens the spool itself (module level, so it pickles by name)."""
+    key = (spool_dir, outputs_dir)
+    if key not in _opened:
+        _opened[key] = Spool.open(spool_dir, outputs_dir)
+    worker.LAUNCHED_BY = via
+    return attempt_job(_opened[key], job_id, retries)
+
+
+# -- process: a local pool ------------------------------------------------------------------------
+_spool_in_this_process: Spool | None = None
+
+
+def _start_pool_process(spool_dir: str, outputs_dir: str) -> None:
+    """Initializer of each pool process: open the spool once; let the parent decide about Ctrl-C."""
+    global _spool_in_this_process
+    worker.LAUNCHED_BY = f"supervise {os.getppid()}"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
+    signal.signal(signal.SIGTERM, _exit_now)
+    _spool_in_this_process = Spool.open(spool_dir, outputs_dir)
+
+
+def _exit_now(signum, frame):
+    # Once only: when the first stopped process exits, the executor sees a broken pool and sends
+    # SIGTERM to every process again, which must not cut this one's clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)  # unwinds attempt_job, which records the attempt as interrupted
+
+
+def run_pool_job(job_id: str, retries: int) -> Outcome:
+    """What a pool process runs for one job (module level, so it pickles)."""
+    assert _spool_in_this_process is not None, "pool process started without _start_pool_process"
+    try:
+        return attempt_job(_spool_in_this_process, job_id, retries)
+    except SystemExit as stop:
+        # Told to stop: the attempt is recorded as interrupted by now.  Exit at once rather than go
+        # back to the pool's call queue, which may still hold jobs queued before the cancel.
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def fork_context():
+    """fork where there is one: pool processes start in milliseconds and inherit NumPy already imported.
+
+    The pool forks all its processes at its first submit, before any progress thread exists.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+class ProcessExecutor(Executor):
+    name = "process"
+    broken = (BrokenProcessPool,)
+
+    def __init__(self, spool: Spool, workers: int) -> None:
+        if workers < 1:
+            raise JobRunnerError(f"--workers must be at least 1, got {workers}")
+        super().__init__(spool)
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._size = workers
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def size_for(self, jobs: int) -> None:
+        """No more processes than jobs: a pool forks them all at its first submit."""
+        if self._pool is None:
+            self._size = max(1, min(self._workers, jobs))
+
+    def submit(self, job_id: str, retries: int) -> Future:
+        if self._pool is None:
+            paths = self.spool.paths
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._size,
+                mp_context=fork_context(),
+                initializer=_start_pool_process,
+                initargs=(str(paths.spool), str(paths.outputs)),
+            )
+        return self._pool.submit(run_pool_job, job_id, retries)
+
+    def renew(self) -> None:
+        # A pool process died (killed, out of memory).  Its lock died with it, so its job is
+        # claimable again; the next submit opens a new pool.
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def stop(self) -> None:
+        """Cancel queued jobs and stop running ones; each records its attempt as interrupted."""
+        if self._pool is None:
+            return
+        # The executor has no public way to stop a running call; its own process table (stable since
+        # Python 3.2) names exactly its processes, and no other child of ours.
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+# -- mpi: the ranks of an mpiexec ------------------------------------------------------------------
+class MPIExecutor(Executor):
+    name = "mpi"
+
+    def __init__(self, spool: Spool) -> None:
+        super().__init__(spool)
+        try:
+            from mpi4py.futures import MPIPoolExecutor
+        except ImportError as error:
+            raise _missing("mpi", "mpi4py", error) from None
+        # Under `python -m mpi4py.futures` the pool is the other ranks of the mpiexec, already running.
+        self._pool = MPIPoolExecutor()
+        self._workers = self._pool.num_workers
+        if self._workers < 1:
+            raise JobRunnerError(
+                "MPI gave this pool no workers: start it as "
+                "`mpiexec -n 4 python -m mpi4py.futures -m jobrunner supervise --executor mpi` (3 workers)"
+            )
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def submit(self, job_id: str, retries: int) -> Future:
+        paths = self.spool.paths
+        return self._pool.submit(run_job, str(paths.spool), str(paths.outputs), job_id, retries, "mpi")
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+# -- dask: a running Dask cluster --------------------------------------------------------------------
+class DaskExecutor(Executor):
+    name = "dask"
+
+    def __init__(self, spool: Spool, scheduler: str | None) -> None:
+        super().__init__(spool)
+        if not scheduler:
+            raise JobRunnerError(
+                "--executor dask needs the scheduler's address: --scheduler tcp://HOST:8786 "
+                "(or DASK_SCHEDULER_ADDRESS); start one with `dask scheduler` and `dask worker tcp://HOST:8786`"
+            )
+        try:
+            import distributed
+        except ImportError as error:
+            raise _missing("dask", "distributed", error) from None
+        self._distributed = distributed
+        try:
+            self._client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as error:
+            raise JobRunnerError(
+                f"cannot reach the Dask scheduler at {scheduler} ({error}): is `dask scheduler` running there?"
+            ) from None
+
+    @property
+    def workers(self) -> int:
+        return len(self._client.scheduler_info().get("workers", {}))
+
+    def submit(self, job_id: str, retries: int) -> Future:
+        paths = self.spool.paths
+        # pure=False: the same job submitted again (another pass) must run again, not reuse a result.
+        return self._client.submit(run_job, str(paths.spool), str(paths.outputs), job_id, retries, "dask", pure=False)
+
+    def as_completed(self, futures: list) -> Iterator:
+        return self._distributed.as_completed(futures)
+
+    def stop(self) -> None:
+        self._client.close()
+
+    def close(self) -> None:
+        self._client.close()

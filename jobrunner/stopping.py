@@ -1,0 +1,96 @@
+"""When a worker stops claiming: a drain asked for the whole spool, or a deadline it would overrun.
+
+Both are judged between tiles, never in the middle of one, so stopping this way leaves nothing
+interrupted:
+
+* **drain**: while ``<spool>/DRAIN`` exists (``jobrunner drain`` writes it, ``jobrunner resume``
+  removes it), every worker, wherever it runs and however it was started, finishes the tile it
+  has and exits.  Workers look for the file before each claim: one ``stat`` per job, no polling.
+* **deadline**: ``work --max-time`` and, inside a Slurm job, the job's end time (read once at
+  start).  A worker claims the next tile only if it would finish before the deadline, judged by
+  the median duration of the tiles finished so far, in the whole spool and by this worker.  With
+  no tile finished anywhere there is nothing to judge by, and it claims.
+
+Signals are the other way to stop, and they do interrupt: SIGTERM (what ``scancel`` and a
+Slurm walltime send) and Ctrl-C abandon the tile in flight; see :mod:`jobrunner.spool`.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.files import write_text
+from jobrunner.paths import SpoolPaths, writer_tag
+
+DRAINING = "the spool is being drained (`jobrunner resume` lets workers claim again)"
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_WITH_UNITS = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))+")
+_CLOCK = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)")  # Slurm's [D-][HH:]MM:SS
+
+
+def parse_duration(text: str, option: str = "--max-time") -> float:
+    """Seconds in ``3h``, ``90m``, ``45s``, ``1h30m``, ``01:00:00``, ``2-00:00:00`` or a bare number of seconds."""
+    text = text.strip().lower()
+    seconds: float | None = None
+    if _WITH_UNITS.fullmatch(text):
+        seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([dhms])", text))
+    elif clock := _CLOCK.fullmatch(text):
+        days, hours, minutes, secs = (int(part or 0) for part in clock.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    else:
+        try:
+            seconds = float(text)
+        except ValueError:
+            pass
+    if seconds is None or not seconds > 0:
+        raise JobRunnerError(f"{option} takes a duration such as 3h, 90m, 45s or 01:00:00, not {text!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Deadline:
+    at: float  # seconds since the epoch
+    what: str  # where it comes from, for messages: "--max-time 3h", "the Slurm job's end"
+
+
+def earliest(*deadlines: Deadline | None) -> Deadline | None:
+    known = [d for d in deadlines if d is not None]
+    return min(known, key=lambda d: d.at) if known else None
+
+
+def next_tile_fits(now: float, deadline: Deadline, durations: list[float]) -> bool:
+    """Whether a tile claimed at ``now`` would finish by the deadline, judged by the median so far."""
+    return not durations or now + statistics.median(durations) <= deadline.at
+
+
+def overrun_message(deadline: Deadline, durations: list[float]) -> str:
+    clock = time.strftime("%H:%M:%S", time.localtime(deadline.at))
+    median = statistics.median(durations)
+    return f"the next tile (median {median:.1f} s) would not finish before {deadline.what} at {clock}"
+
+
+# -- drain and resume ------------------------------------------------------------------------------
+def drain_requested(paths: SpoolPaths) -> bool:
+    return paths.drain_file.exists()
+
+
+def request_drain(paths: SpoolPaths) -> bool:
+    """Ask every worker of the spool to stop after its current tile; False if that was asked already."""
+    if paths.drain_file.exists():
+        return False
+    write_text(paths.drain_file, f"drain asked by {writer_tag()} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    return True
+
+
+def cancel_drain(paths: SpoolPaths) -> bool:
+    """Let workers claim again; False if no drain was asked."""
+    try:
+        paths.drain_file.unlink()
+    except FileNotFoundError:
+        return False
+    return True

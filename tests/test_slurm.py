@@ -1,0 +1,133 @@
+"""Slurm: the batch script `jobrunner slurm` writes, and a real job array on a real slurmctld/slurmd.
+
+The array tests need a Slurm that answers `sinfo` (`bash scripts/engines.sh`, as root, starts a
+one-node one here); without one they skip, and under CI they fail.
+"""
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import PROCESS_TIMEOUT, engine_missing
+
+STEP = 0.02
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        engine_missing("no Slurm here (sinfo/sbatch not on PATH): run `bash scripts/engines.sh` as root")
+    try:
+        states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout
+    except subprocess.TimeoutExpired:
+        states = ""
+    if not re.search(r"^(idle|mixed|allocated)", states, re.M):
+        engine_missing(f"no Slurm node is up (sinfo says {states.strip()!r}): run `bash scripts/engines.sh` as root")
+
+
+def test_the_script_runs_this_python_on_this_spool_and_drains_it(project, serial_reference):
+    project.run("plan", "--step", STEP, "--tiles", "2x3", "--kernel", "numpy")
+    result = project.run(
+        "slurm", "--array", "3", "--throttle", "2", "--time", "00:10:00", "--mem", "1G", "--partition", "debug",
+        "--account", "lab", "--cpus-per-task", "1", "--extra", "#SBATCH --nice=10",
+    )  # fmt: skip
+    script = project.spool / "slurm" / "jobrunner.sbatch"
+    assert f"submit it with: sbatch {shlex.quote(str(script))}" in result.stdout
+    text = script.read_text()
+    directives = [line for line in text.splitlines() if line.startswith("#SBATCH")]
+    assert directives == [
+        "#SBATCH --job-name=jobrunner",
+        "#SBATCH --array=0-2%2",
+        f'#SBATCH --output="{project.spool}/slurm/logs/task-%A_%a.log"',
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --mem=1G",
+        "#SBATCH --partition=debug",
+        "#SBATCH --account=lab",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --nice=10",
+    ]
+    last = shlex.split(text.strip().splitlines()[-1])
+    assert last == ["exec", sys.executable, "-m", "jobrunner", "work", "--spool", str(project.spool),
+                    "--outputs", str(project.outputs)]  # fmt: skip
+    assert (project.spool / "slurm" / "logs").is_dir()
+
+    # Outside Slurm it is a plain bash script: run from elsewhere, without our variables, it drains the spool.
+    env = {k: v for k, v in project.env.items() if not k.startswith(("JOBRUNNER_", "SLURM_"))}
+    ran = subprocess.run(["bash", str(script)], cwd="/", env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "spool 6/6 done" in ran.stdout
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--array", "0"], "--array takes the number of tasks"),
+        (["--array", "2", "--throttle", "0"], "--throttle must be at least 1"),
+        (["--array", "2", "--extra", "--nice=10"], "--extra takes one whole '#SBATCH --option' line"),
+        (["--array", "2", "--time", "1 hour"], "--time '1 hour' is not a Slurm value"),
+    ],
+)
+def test_bad_array_options_are_one_line_errors(project, args, message):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    result = project.run("slurm", *args, check=False)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (project.spool / "slurm" / "jobrunner.sbatch").exists()
+
+
+def squeue(job: str) -> list[str]:
+    result = subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True, text=True, timeout=30)
+    return result.stdout.split("\n") if result.stdout.strip() else []
+
+
+def wait_for_the_array(job: str, timeout: float = PROCESS_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while squeue(job):
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job])
+            raise AssertionError(f"Slurm job {job} did not finish in {timeout} s")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, serial_reference, slurm_cluster):
+    project.run("plan", "--step", STEP, "--tiles", "4x4", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.7")
+    submitted = project.run("slurm", "--array", "2", "--time", "00:05:00", "--submit").stdout
+    job = re.search(r"submitted job array (\d+) \(2 tasks\)", submitted).group(1)
+    try:
+        # Task 1 claims a tile: status names the array task; then scancel stops that task mid-tile.
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        while not any(c.get("via") == f"slurm {job}_1" for c in project.claims().values()):
+            assert time.monotonic() < deadline, f"task {job}_1 never claimed a tile"
+            time.sleep(0.05)
+        status = project.run("status").stdout
+        assert re.search(rf"running tile-r\d+-c\d+ on \S+ pid \d+ \(slurm {job}_1\)", status), status
+        subprocess.run(["scancel", f"{job}_1"], check=True, timeout=30)
+        wait_for_the_array(job)
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
+
+    records = project.records()
+    assert len(records) == 16 and all(r["state"] == "done" for r in records.values())
+    attempts = [a for r in records.values() for a in r["attempts"]]
+    for record in records.values():
+        assert [a["outcome"] for a in record["attempts"]].count("done") == 1
+    interrupted = [a for a in attempts if a["outcome"] == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["via"] == f"slurm {job}_1", json.dumps(attempts)
+    assert {a["via"] for a in attempts if a["outcome"] == "done"} >= {f"slurm {job}_0"}
+
+    logs = project.spool / "slurm" / "logs"
+    cancelled, survivor = (logs / f"task-{job}_1.log").read_text(), (logs / f"task-{job}_0.log").read_text()
+    assert "SIGTERM" in cancelled and "Traceback" not in cancelled
+    assert "(the Slurm job's end)" in survivor, "a task reads its job's end time once, at start"
+    assert "spool 16/16 done" in survivor
+    assert project.leftovers() == []
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
