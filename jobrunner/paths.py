@@ -50,8 +50,20 @@ class SpoolPaths:
     def spec(self, job_id: str) -> Path:
         return self.specs / f"{job_id}.json"
 
+    @cached_property
+    def locking(self) -> Path:
+        """Which lock mode the spool's workers use, chosen once (see :mod:`jobrunner.locking`)."""
+        return self.spool / "locking.json"
+
     def lock(self, job_id: str) -> Path:
         return self.locks / f"{job_id}.lock"
+
+    def lease(self, job_id: str) -> Path:
+        return self.locks / f"{job_id}.lease"
+
+    def claim(self, job_id: str) -> Path:
+        """The attempt in flight, in lease mode (in flock mode it is written into the lock file)."""
+        return self.locks / f"{job_id}.claim"
 
     def record(self, job_id: str) -> Path:
         return self.records / f"{job_id}.json"

@@ -17,9 +17,11 @@ from jobrunner.paths import writer_tag
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 #: Outcomes of a finished attempt.  ``lost``: its worker died (SIGKILL, out of memory, node
-#: failure) and a later claimant found its claim in the lock file; ``interrupted``: stopped by
-#: Ctrl-C or SIGTERM, the job left for another worker.
-ATTEMPT_OUTCOMES = ("done", "failed", "lost", "interrupted")
+#: failure) or its lease ran out, and a later claimant found its claim; ``interrupted``: stopped
+#: by Ctrl-C or SIGTERM, the job left for another worker; ``abandoned``: its tile could not be
+#: saved (a full disk, a read-only folder), the job left for when that is fixed; ``timed-out``:
+#: ended by ``supervise --job-timeout`` (counted against ``--retries``).
+ATTEMPT_OUTCOMES = ("done", "failed", "lost", "interrupted", "abandoned", "timed-out")
 
 #: A job whose workers died this many times is left failed, so a tile that kills its worker
 #: (a segfault, an out-of-memory kill) cannot take down worker after worker forever.
@@ -79,12 +81,19 @@ class JobRecord:
         attempt.ended, attempt.outcome, attempt.error = now, outcome, error
         self.attempts.append(attempt)
 
-    def close_lost(self, attempt: Attempt, now: float) -> None:
-        """A claim found in the lock file: its worker died holding the lock (we hold it now)."""
+    def close_lost(self, attempt: Attempt, now: float, why: str) -> None:
+        """A claim left behind: its worker died holding the job, or lost its lease (we hold it now)."""
         attempt.attempt = len(self.attempts) + 1
-        self._close(attempt, now, "lost", "the worker died during this attempt (killed, out of memory or crashed)")
+        self._close(attempt, now, "lost", why)
         self.lost += 1
         self.state = FAILED if self.lost >= MAX_LOST_ATTEMPTS else PENDING
+
+    def close_timed_out(self, attempt: Attempt, now: float, why: str, retries: int) -> None:
+        """A claim whose process was ended for running too long: a failure, counted against retries."""
+        attempt.attempt = len(self.attempts) + 1
+        self._close(attempt, now, "timed-out", why)
+        self.failures += 1
+        self.state = FAILED if self.failures > retries else PENDING
 
     def finish(self, attempt: Attempt, now: float) -> None:
         self._close(attempt, now, "done")
@@ -98,6 +107,11 @@ class JobRecord:
 
     def interrupt(self, attempt: Attempt, now: float, why: str) -> None:
         self._close(attempt, now, "interrupted", why)
+        self.state = PENDING
+
+    def abandon(self, attempt: Attempt, now: float, why: str) -> None:
+        """The tile could not be saved: not the kernel's fault, so not counted against retries."""
+        self._close(attempt, now, "abandoned", why)
         self.state = PENDING
 
     def requeue(self) -> None:

@@ -78,18 +78,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import ensure_folder, write_atomically, write_text
 from jobrunner.grid import JOB_ID_PATTERN, Tile
+from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, resolve
 from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
@@ -106,14 +106,32 @@ class JobStatus:
 class Spool:
     """A planned spool and the outputs folder its tiles go to."""
 
-    def __init__(self, paths: SpoolPaths, plan: Plan) -> None:
+    def __init__(self, paths: SpoolPaths, plan: Plan, lock: str = AUTO, lease_seconds: float | None = None) -> None:
         self.paths = paths
         self.plan = plan
+        self.lock_request, self.lease_request = lock, lease_seconds
         self._tiles = plan.tile_by_id()
+
+    @cached_property
+    def locking(self) -> Choice:
+        """The lock mode of this spool's workers: recorded in the spool, or chosen now and recorded."""
+        return resolve(self.paths, self.lock_request, self.lease_request)
+
+    @cached_property
+    def locks(self) -> JobLocks:
+        return locks_for(self.paths, self.locking)
 
     # -- opening and planning --------------------------------------------------------------------
     @classmethod
-    def open(cls, spool: str | os.PathLike, outputs: str | os.PathLike = "outputs") -> Spool:
+    def open(
+        cls,
+        spool: str | os.PathLike,
+        outputs: str | os.PathLike = "outputs",
+        lock: str = AUTO,
+        lease_seconds: float | None = None,
+    ) -> Spool:
+        """Open a planned spool.  ``lock`` (auto, flock, lease) and ``lease_seconds`` are chosen once
+        per spool, by the first to use its locks; later ones must agree (see :mod:`jobrunner.locking`)."""
         paths = SpoolPaths(spool, outputs)
         if not paths.spool.is_dir():
             what = "is a file, not a spool folder" if paths.spool.exists() else "does not exist"
@@ -124,11 +142,17 @@ class Spool:
             text = paths.manifest.read_text()
         except (OSError, UnicodeDecodeError) as error:
             raise JobRunnerError(f"cannot read the plan {paths.manifest} ({error})") from None
-        return cls(paths, Plan.from_json(text, source=str(paths.manifest)))
+        return cls(paths, Plan.from_json(text, source=str(paths.manifest)), lock, lease_seconds)
 
     @classmethod
     def create(
-        cls, plan: Plan, spool: str | os.PathLike, outputs: str | os.PathLike = "outputs", *, replace: bool = False
+        cls,
+        plan: Plan,
+        spool: str | os.PathLike,
+        outputs: str | os.PathLike = "outputs",
+        *,
+        replace: bool = False,
+        lock: str = AUTO,
     ) -> tuple[Spool, bool]:
         """Write ``plan`` into ``spool``; return the spool and whether anything was written.
 
@@ -139,7 +163,7 @@ class Spool:
         paths = SpoolPaths(spool, outputs)
         ensure_folder(paths.spool, "spool", "--spool")
         if paths.manifest.exists():
-            existing = cls.open(paths.spool, paths.outputs)
+            existing = cls.open(paths.spool, paths.outputs, lock)
             if existing.plan == plan:
                 return existing, False
             if not replace:
@@ -155,7 +179,7 @@ class Spool:
             spec = {"id": tile.id, "rows": [tile.row_start, tile.row_stop], "cols": [tile.col_start, tile.col_stop]}
             write_text(paths.spec(tile.id), json.dumps(spec) + "\n")
         write_text(paths.manifest, plan.to_json())  # last: a spool with a manifest is complete
-        return cls(paths, plan), True
+        return cls(paths, plan, lock), True
 
     def discard(self) -> None:
         """Remove this plan's manifest, specs, records and tiles (not lock files, which may be in use)."""
@@ -239,80 +263,38 @@ class Spool:
                 "free space or fix permissions in the spool, then run the workers again"
             ) from None
 
-    # -- claims ------------------------------------------------------------------------------------
-    def _lock(self, job_id: str) -> FileLock:
-        # fallback_to_soft=False: a disk whose flock answers ENOSYS must be reported, never silently
-        # downgraded to a marker file that cannot notice a dead owner.
-        return FileLock(self.paths.lock(job_id), blocking=False, fallback_to_soft=False, thread_local=False)
-
+    # -- claims (the lock mode's business: see jobrunner.locking) ---------------------------------
     @contextmanager
-    def claim(self, job_id: str) -> Iterator[bool]:
-        """Hold the job's lock for the ``with`` block if nobody else does; yield whether we got it."""
-        lock = self._lock(job_id)
-        try:
-            lock.acquire()
-        except Timeout:
-            yield False  # someone else has it: the normal case, not an error
+    def claim(self, job_id: str) -> Iterator[Hold | None]:
+        """Hold the job's lock for the ``with`` block if nobody else does; yield the hold, or None."""
+        hold = self.locks.acquire(job_id)
+        if hold is None:
+            yield None  # someone else has it: the normal case, not an error
             return
-        except OSError as error:
-            raise JobRunnerError(
-                f"cannot lock {self.paths.lock(job_id)} ({error.strerror or error}): "
-                "this disk may not support file locks; put the spool on a disk that does"
-            ) from None
         try:
-            yield True
+            yield hold
         finally:
-            lock.release()
+            self.locks.release(job_id)
 
     def lock_is_held(self, job_id: str) -> bool:
-        """Whether another process holds the job's lock at this moment (probes by trying it)."""
-        with self.claim(job_id) as claimed:
-            return not claimed
+        """Whether another process holds the job's lock at this moment."""
+        return self.locks.is_held(job_id)
 
     def wait_for_lock(self, job_id: str, timeout: float) -> None:
         """Block until the job's lock is free (then let it go at once), or ``timeout`` seconds pass."""
-        try:
-            with self._lock(job_id).acquire(timeout=timeout, blocking=True):
-                pass
-        except Timeout:
-            pass
+        self.locks.wait_until_free(job_id, timeout)
 
     def read_claim(self, job_id: str) -> Attempt | None:
-        """The attempt the job's lock file names, if any (written by the lock's holder)."""
-        try:
-            with open(self.paths.lock(job_id), "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            raise JobRunnerError(f"cannot read the lock file {self.paths.lock(job_id)} ({error})") from None
-        return Attempt.from_claim(data) if data.strip() else None
+        """The attempt in flight on this job, if any (written by the lock's holder)."""
+        return self.locks.read_claim(job_id)
 
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
-        """Name the attempt in flight in the lock file, or clear it.  Only the lock's holder calls this."""
-        data = attempt.claim_json() if attempt is not None else b""
-        fd = os.open(self.paths.lock(job_id), os.O_WRONLY)
-        try:
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
-        finally:
-            os.close(fd)
+        """Name the attempt in flight, or clear it.  Only the lock's holder calls this."""
+        self.locks.write_claim(job_id, attempt)
 
     def claim_is_live(self, job_id: str, claim: Attempt) -> bool:
-        """Whether the worker a claim names is still at it.
-
-        A claim from this host is judged by its pid, without touching the lock, so that looking
-        never makes a worker find the job busy; a claim from elsewhere by probing the lock.
-        """
-        if claim.host == socket.gethostname():
-            try:
-                os.kill(claim.pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True  # alive, another user's
-            return claim.pid > 0
-        return self.lock_is_held(job_id)
+        """Whether the worker a claim names is still at it."""
+        return self.locks.claim_is_live(job_id, claim)
 
     # -- tiles -------------------------------------------------------------------------------------
     def publish_tile(self, job_id: str, tile: np.ndarray) -> None:
@@ -365,8 +347,8 @@ class Spool:
     # -- putting jobs back -------------------------------------------------------------------------
     def requeue(self, job_id: str) -> bool:
         """Make a job claimable again (under its lock); False if a worker holds it now."""
-        with self.claim(job_id) as claimed:
-            if not claimed:
+        with self.claim(job_id) as hold:
+            if hold is None:
                 return False
             record = self.read_record(job_id)
             if record is not None:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from jobrunner.compute import compute_tile
 from jobrunner.errors import JobRunnerError
+from jobrunner.locking import Hold
 from jobrunner.paths import writer_tag
-from jobrunner.records import DONE, FAILED, JobRecord
+from jobrunner.records import DONE, FAILED, Attempt, JobRecord
 from jobrunner.spool import Spool
 from jobrunner.stopping import DRAINING, Deadline, drain_requested, next_tile_fits, overrun_message
 
@@ -29,6 +30,7 @@ FAILED_FOR_GOOD = "failed"  # it failed and is out of retries (or its spec is in
 WILL_RETRY = "retry"  # the kernel failed; the job is claimable again
 BUSY = "busy"  # another worker holds it now
 DONE_ELSEWHERE = "done-elsewhere"  # someone else finished it before we looked
+LEASE_LOST = "lease-lost"  # our lease ran out and another worker took the job over; result dropped
 FAILED_ELSEWHERE = "failed-elsewhere"  # already failed for good
 STOPPED = "stopped"  # not tried: the spool is being drained (see jobrunner.stopping)
 
@@ -43,7 +45,7 @@ class Outcome:
     @property
     def claimed(self) -> bool:
         """Whether this worker ran an attempt (so the spool changed because of it)."""
-        return self.result in (DONE_HERE, FAILED_FOR_GOOD, WILL_RETRY)
+        return self.result in (DONE_HERE, FAILED_FOR_GOOD, WILL_RETRY, LEASE_LOST)
 
 
 @dataclass
@@ -96,32 +98,47 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
     record = spool.read_record(job_id)
     if record is not None and record.state in (DONE, FAILED):
         return Outcome(job_id, DONE_ELSEWHERE if record.state == DONE else FAILED_ELSEWHERE)
-    with spool.claim(job_id) as claimed:
-        if not claimed:
+    with spool.claim(job_id) as hold:
+        if hold is None:
             return Outcome(job_id, BUSY)
         record = spool.read_record(job_id) or JobRecord(job_id)  # look again: it may have finished meanwhile
-        orphan = spool.read_claim(job_id)
-        if orphan is not None:  # its worker died holding this lock
-            spool.remove_partials(job_id, orphan.writer)
-            if record.state not in (DONE, FAILED):
-                record.close_lost(orphan, time.time())
-                spool.write_record(record)
-            spool.write_claim(job_id, None)
-            if record.state == FAILED:
-                return Outcome(job_id, FAILED_FOR_GOOD, error=orphan.error)
+        orphan = close_orphan_claim(spool, record, lambda claim: record.close_lost(claim, time.time(), LOST_WHY))
         if record.state == DONE:
             return Outcome(job_id, DONE_ELSEWHERE)
         if record.state == FAILED:
-            return Outcome(job_id, FAILED_ELSEWHERE)
-        return _run_attempt(spool, record, retries)
+            return Outcome(job_id, FAILED_FOR_GOOD if orphan else FAILED_ELSEWHERE, error=record.last_error)
+        return _run_attempt(spool, record, hold, retries)
 
 
-def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
+LOST_WHY = "its worker died (killed, out of memory, crashed) or its lease ran out during this attempt"
+
+
+def close_orphan_claim(spool: Spool, record: JobRecord, close: Callable[[Attempt], None]) -> Attempt | None:
+    """Step 4, under the job's lock: close the attempt a previous holder left in flight, if any.
+
+    ``close`` records how that attempt ended (lost, timed out); its half-written files go.
+    """
+    orphan = spool.read_claim(record.id)
+    if orphan is None:
+        return None
+    spool.remove_partials(record.id, orphan.writer)
+    if record.state not in (DONE, FAILED):
+        close(orphan)
+        spool.write_record(record)
+    spool.write_claim(record.id, None)
+    return orphan
+
+
+def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> Outcome:
     job_id = record.id
     attempt = record.next_attempt(socket.gethostname(), os.getpid(), time.time(), launcher())
     started = time.perf_counter()
 
     def conclude(result: str, error: str | None = None) -> Outcome:
+        lost = hold.lost()
+        if lost is not None:  # another worker holds the job now: the record and the claim are its own
+            spool.remove_partials(job_id, attempt.writer)
+            return Outcome(job_id, LEASE_LOST, time.perf_counter() - started, f"result dropped: {lost}")
         spool.write_record(record)
         spool.write_claim(job_id, None)
         return Outcome(job_id, result, time.perf_counter() - started, error)
@@ -139,14 +156,22 @@ def _run_attempt(spool: Spool, record: JobRecord, retries: int) -> Outcome:
             message = f"{type(error).__name__}: {error}"
             record.fail(attempt, time.time(), message, traceback.format_exc(), retries)
             return conclude(FAILED_FOR_GOOD if record.state == FAILED else WILL_RETRY, message)
+        if hold.lost() is not None:
+            return conclude(LEASE_LOST)
         spool.publish_tile(job_id, values)
         record.finish(attempt, time.time())
         return conclude(DONE_HERE)
     except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
         if attempt not in record.attempts:
-            record.interrupt(attempt, time.time(), _why_stopped(error))
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                record.interrupt(attempt, time.time(), _why_stopped(error))
+            else:
+                record.abandon(attempt, time.time(), _why_stopped(error))
             spool.remove_partials(job_id, attempt.writer)
-            conclude(WILL_RETRY)
+            try:
+                conclude(WILL_RETRY)
+            except JobRunnerError:
+                pass  # the spool's disk refuses the record too: the error being raised says what to fix
         raise
 
 
@@ -154,7 +179,9 @@ def _why_stopped(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (Ctrl-C or SIGTERM); the job was left for another worker"
     if isinstance(error, SystemExit):
-        return "stopped by its supervisor (Ctrl-C); the job was left for another worker"
+        return (
+            "stopped by its supervisor (Ctrl-C, or --job-timeout on another job); the job was left for another worker"
+        )
     return str(error) if isinstance(error, JobRunnerError) else f"{type(error).__name__}: {error}"
 
 
@@ -286,14 +313,23 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
 
     A job can be busy without anyone working on it: ``status`` or ``reduce`` holding its lock for
     a moment, or a worker between its claim and its record.  Leaving such a job would strand it,
-    so wait (on the lock itself, not a timer) until it is free and try again.  A job whose record
-    shows a live attempt is really being worked on elsewhere and is left to its worker.
+    so wait (on the lock itself, not a timer) until it is free and try again.  A job whose holder
+    is provably alive is left to it.  In lease mode a holder on another machine is not (its node
+    may be gone): wait for its tile, or for its lease to run out and take the job over.
     """
-    briefly_held = []
+    briefly_held, maybe_dead = [], []
     for job_id in busy:
         record = spool.read_record(job_id)
-        if (record is None or record.state not in (DONE, FAILED)) and spool.read_claim(job_id) is None:
+        if record is not None and record.state in (DONE, FAILED):
+            continue
+        claim = spool.read_claim(job_id)
+        if claim is None:
             briefly_held.append(job_id)
+        elif not spool.locks.owner_is_provably_live(claim):
+            maybe_dead.append(job_id)
+    if maybe_dead:
+        time.sleep(min(spool.locking.lease_seconds / 3, 5.0))
+        return True
     if not briefly_held or rounds_waited >= BRIEF_HOLD_ROUNDS:
         return False
     for job_id in briefly_held:

@@ -55,9 +55,17 @@ class Project:
         return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
     def claims(self) -> dict[str, dict]:
-        """The attempts in flight: what each non-empty lock file names."""
+        """The attempts in flight: what each non-empty lock file (flock) or claim file (lease) names."""
         folder = self.spool / "locks"
-        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.lock")) if p.stat().st_size}
+        found = {}
+        for path in sorted([*folder.glob("*.lock"), *folder.glob("*.claim")]):
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                continue  # a claim file removed as we looked
+            if text.strip():
+                found[path.stem] = json.loads(text)
+        return found
 
     def wait_for_claim(self, timeout: float = PROCESS_TIMEOUT) -> tuple[str, dict]:
         """Block until some job is being computed; return its id and the claim in its lock file."""

@@ -1,0 +1,442 @@
+"""How a worker makes a job its own: a ``flock``, or a lease where a lock cannot be trusted.
+
+Two modes behind one interface, :class:`JobLocks`; the rest of the protocol (see
+:mod:`jobrunner.spool`) is the same in both.
+
+flock
+    ``locks/<id>.lock`` held with ``flock`` through :class:`filelock.FileLock`.  The kernel
+    (or the file server) drops it when its holder dies, so a dead worker's job is claimable at
+    once.  The attempt in flight is written into the lock file itself.  ``fallback_to_soft=False``:
+    a disk whose ``flock`` answers ENOSYS is reported, never silently downgraded.
+lease
+    ``locks/<id>.lease`` is a :class:`filelock.SoftFileLease` marker: created with ``O_EXCL``,
+    refreshed by a heartbeat thread every third of the lease, deleted on release.  The attempt in
+    flight is ``locks/<id>.claim``.  A contender takes a marker whose owner is provably dead (same
+    host, pid gone) at once, and any other marker once it has watched it go unrefreshed for the
+    whole lease on its own monotonic clock, so clocks that disagree between hosts cannot expire a
+    live claim.
+
+A lease can expire while its holder still runs (suspended, swapping, cut off from the disk), so
+two workers may compute one tile.  That is harmless only because a tile is deterministic, is
+published by one atomic ``os.replace``, and is recorded done after that: both publish the same
+bits.  A holder that finds its lease gone (:meth:`Hold.lost`, checked before it publishes and
+before it writes the record) drops its result and writes nothing more; the successor has
+already recorded that attempt as ``lost`` when it took the job over.
+
+Which mode
+----------
+Every worker on a spool must use the same mode, so the mode is chosen once per spool and
+written to ``<spool>/locking.json`` (``{"mode", "reason", "lease_seconds", "chosen_by"}``); later
+workers read it.  ``auto`` (:func:`choose_mode`) looks at the spool's filesystem and tries a
+real lock there: a ``flock`` that fails (Lustre ``noflock``: ENOSYS; NFS without a lock daemon:
+ENOLCK) or a filesystem whose locks may stay on one machine (NFS ``nolock`` or ``local_lock``,
+Lustre ``localflock``, FUSE, SMB and the like) gives leases; a local disk, NFS with its lock
+manager or Lustre with ``-o flock`` gives flock.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock, SoftFileLease, Timeout
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.files import write_text
+from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.records import Attempt
+
+AUTO, FLOCK, LEASE = "auto", "flock", "lease"
+LOCK_MODES = (AUTO, FLOCK, LEASE)
+
+#: Seconds a lease lasts without a refresh.  Long enough that a busy file server does not expire
+#: a live worker; short enough that a dead node's tiles come back within a minute.
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+class Hold:
+    """A job held by this process."""
+
+    def lost(self) -> str | None:
+        """Why this hold may no longer be ours (a lease taken over), or None while it is."""
+        return None
+
+
+class _FlockHold(Hold):
+    pass
+
+
+@dataclass
+class _LeaseHold(Hold):
+    lease: SoftFileLease
+
+    def lost(self) -> str | None:
+        if self.lease.compromise is not None:
+            return f"its lease was lost ({self.lease.compromise.reason})"
+        token = self.lease.token
+        try:
+            marker = Path(self.lease.lock_file).read_text()
+        except OSError:
+            marker = ""
+        if token is None or token not in marker:
+            return "its lease expired and another worker took the job over"
+        return None
+
+
+class JobLocks:
+    """The claims of one spool: who holds which job, and the attempt each holder is running."""
+
+    mode: str
+
+    def __init__(self, paths: SpoolPaths) -> None:
+        self.paths = paths
+        self._locks: dict[str, FileLock | SoftFileLease] = {}  # reused: lease expiry is judged across tries
+
+    def acquire(self, job_id: str) -> Hold | None:
+        """Take the job's lock without waiting; None if someone else holds it."""
+        raise NotImplementedError
+
+    def release(self, job_id: str) -> None:
+        self._locks[job_id].release()
+
+    def is_held(self, job_id: str) -> bool:
+        """Whether another process holds the job's lock now."""
+        raise NotImplementedError
+
+    def wait_until_free(self, job_id: str, timeout: float) -> None:
+        """Block until the job's lock is free (without keeping it), or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while self.is_held(job_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def read_claim(self, job_id: str) -> Attempt | None:
+        raise NotImplementedError
+
+    def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
+        """Name the attempt in flight, or clear it.  Only the holder calls this."""
+        raise NotImplementedError
+
+    def claim_is_live(self, job_id: str, claim: Attempt) -> bool:
+        """Whether the worker a claim names is still at it, as far as can be told from here.
+
+        A claim from this host is judged by its pid, without touching the lock, so that looking
+        never makes a worker find the job busy.
+        """
+        if claim.host == socket.gethostname():
+            return _pid_alive(claim.pid)
+        return self.is_held(job_id)
+
+    def owner_is_provably_live(self, claim: Attempt) -> bool:
+        """Whether a busy job can be left to its holder: a worker that ends must not strand a job
+        whose holder may be dead on a machine where nothing will release it soon."""
+        return True
+
+    def _cannot_lock(self, path: Path, error: OSError) -> JobRunnerError:
+        return JobRunnerError(
+            f"cannot lock {path} ({error.strerror or error}): this disk does not do {self.mode} locks; "
+            "run `jobrunner doctor` to see what it can do"
+        )
+
+
+class FlockLocks(JobLocks):
+    mode = FLOCK
+
+    def _lock(self, job_id: str) -> FileLock:
+        lock = self._locks.get(job_id)
+        if lock is None:
+            lock = FileLock(self.paths.lock(job_id), blocking=False, fallback_to_soft=False, thread_local=False)
+            self._locks[job_id] = lock
+        return lock
+
+    def acquire(self, job_id: str) -> Hold | None:
+        try:
+            self._lock(job_id).acquire()
+        except Timeout:
+            return None  # someone else has it: the normal case, not an error
+        except OSError as error:
+            raise self._cannot_lock(self.paths.lock(job_id), error) from None
+        return _FlockHold()
+
+    def is_held(self, job_id: str) -> bool:
+        hold = self.acquire(job_id)
+        if hold is None:
+            return True
+        self.release(job_id)
+        return False
+
+    def wait_until_free(self, job_id: str, timeout: float) -> None:
+        try:
+            with self._lock(job_id).acquire(timeout=timeout, blocking=True):
+                pass
+        except Timeout:
+            pass
+
+    def read_claim(self, job_id: str) -> Attempt | None:
+        return _read_claim(self.paths.lock(job_id))
+
+    def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
+        # In place, in the file we hold the lock on: no new file per claim (a claim is torn only if
+        # the writer dies mid-write, and a torn claim still reads as an unknown worker's).
+        data = attempt.claim_json() if attempt is not None else b""
+        fd = os.open(self.paths.lock(job_id), os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+
+
+class LeaseLocks(JobLocks):
+    mode = LEASE
+
+    def __init__(self, paths: SpoolPaths, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        super().__init__(paths)
+        self.lease_seconds = lease_seconds
+
+    def _lock(self, job_id: str) -> SoftFileLease:
+        lock = self._locks.get(job_id)
+        if lock is None:
+            lock = SoftFileLease(
+                self.paths.lease(job_id), lease_duration=self.lease_seconds, blocking=False, thread_local=False
+            )
+            self._locks[job_id] = lock
+        return lock
+
+    def acquire(self, job_id: str) -> Hold | None:
+        lease = self._lock(job_id)
+        try:
+            lease.acquire()
+        except Timeout:
+            return None
+        except OSError as error:
+            raise self._cannot_lock(self.paths.lease(job_id), error) from None
+        return _LeaseHold(lease)
+
+    def is_held(self, job_id: str) -> bool:
+        """A marker whose owner is alive (this host) or was refreshed within the lease (elsewhere).
+
+        Judged without taking the lease; the age of a marker from another host is read against
+        this host's clock, so this is for showing, not for deciding who may claim.
+        """
+        try:
+            marker = self.paths.lease(job_id).stat()
+        except FileNotFoundError:
+            return False
+        owner = _marker_owner(self.paths.lease(job_id))
+        if owner is not None and owner[0] == socket.gethostname():
+            return _pid_alive(owner[1])
+        return time.time() - marker.st_mtime < self.lease_seconds
+
+    def read_claim(self, job_id: str) -> Attempt | None:
+        return _read_claim(self.paths.claim(job_id))
+
+    def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
+        if attempt is None:
+            self.paths.claim(job_id).unlink(missing_ok=True)
+        else:
+            write_text(self.paths.claim(job_id), attempt.claim_json().decode())
+
+    def owner_is_provably_live(self, claim: Attempt) -> bool:
+        # A holder on another machine is known alive only by its heartbeat; wait for its tile or
+        # for its lease to run out rather than end and leave the job to a node that may be gone.
+        return claim.host == socket.gethostname() and _pid_alive(claim.pid)
+
+
+def _read_claim(path: Path) -> Attempt | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise JobRunnerError(f"cannot read the claim in {path} ({error})") from None
+    return Attempt.from_claim(data) if data.strip() else None
+
+
+def _marker_owner(path: Path) -> tuple[str, int] | None:
+    """(host, pid) a lease marker names; its format is filelock's ``key=value`` lines."""
+    try:
+        fields = dict(line.partition("=")[::2] for line in path.read_text().splitlines() if "=" in line)
+        return fields["hostname"], int(fields["pid"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+# -- choosing a mode ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mount:
+    """The mount a path lives on, from ``/proc/self/mounts``."""
+
+    point: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]
+
+    @property
+    def lock_options(self) -> list[str]:
+        """The mount options that decide whether a lock reaches other machines."""
+        keys = ("nolock", "lock", "local_lock", "localflock", "noflock", "flock", "vers", "nfsvers")
+        return [o for o in self.options if o.split("=")[0] in keys]
+
+
+#: Filesystems whose locks may not be seen from other machines (or whose locking we cannot know).
+_UNSURE_FILESYSTEMS = ("fuse", "cifs", "smb3", "smbfs", "9p", "afs", "beegfs", "glusterfs", "sshfs")
+
+
+def find_mount(path: Path, mounts_file: str = "/proc/self/mounts") -> Mount | None:
+    """The mount holding ``path``: the longest mount point that contains it."""
+    real = os.path.realpath(path)
+    best: Mount | None = None
+    try:
+        lines = Path(mounts_file).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        point = _unescape(fields[1])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best.point)):
+            best = Mount(point, fields[2], _unescape(fields[0]), tuple(fields[3].split(",")))
+    return best
+
+
+def _unescape(field: str) -> str:
+    # /proc/mounts writes space, tab, newline and backslash in octal: "a\040b".
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def probe_flock(folder: Path) -> OSError | None:
+    """Take and drop a real ``flock`` on a probe file in ``folder``; the error if that fails."""
+    probe = folder / f".flock-probe.{writer_tag()}"
+    try:
+        lock = FileLock(probe, blocking=False, fallback_to_soft=False, thread_local=False)
+        with lock.acquire():
+            pass
+    except Timeout:
+        return None
+    except OSError as error:
+        return error
+    finally:
+        probe.unlink(missing_ok=True)
+    return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    mode: str
+    reason: str
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    chosen_by: str = ""
+
+
+def choose_mode(folder: Path, mount: Mount | None = None, flock_error: OSError | None = None) -> Choice:
+    """What ``auto`` picks for a spool in ``folder``, and why (pass what was measured, or it is measured)."""
+    mount = mount if mount is not None else find_mount(folder)
+    flock_error = flock_error if flock_error is not None else probe_flock(folder)
+    if flock_error is not None:
+        name = errno.errorcode.get(flock_error.errno or 0, "error")
+        return Choice(LEASE, f"flock fails on this disk ({name}: {flock_error.strerror or flock_error})")
+    if mount is None:
+        return Choice(FLOCK, "flock works here and the filesystem is unknown")
+    fstype, options = mount.fstype, set(mount.options)
+    if fstype.startswith("nfs"):
+        local = sorted(o for o in options if o == "nolock" or o.startswith("local_lock=") and o != "local_lock=none")
+        if local:
+            return Choice(LEASE, f"NFS mounted {','.join(local)}: locks stay on each client")
+        return Choice(FLOCK, "NFS with its lock manager: flock reaches the server as a POSIX lock")
+    if fstype == "lustre":
+        if "localflock" in options:
+            return Choice(LEASE, "Lustre mounted localflock: locks hold only within one node")
+        return Choice(FLOCK, "Lustre with flock: locks are cluster-wide")
+    if fstype.split(".")[0] in _UNSURE_FILESYSTEMS or fstype.startswith("fuse"):
+        return Choice(LEASE, f"{fstype} may not pass locks between machines")
+    return Choice(FLOCK, f"{fstype} is a local filesystem and flock works on it")
+
+
+def resolve(paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | None = None) -> Choice:
+    """The spool's mode: the one recorded in it, or (first time) ``requested`` or ``auto``'s pick, recorded.
+
+    A worker that asks for a mode other than the recorded one is refused: workers that disagree
+    on the mode do not exclude each other.
+    """
+    if requested not in LOCK_MODES:
+        raise JobRunnerError(f"--lock must be one of {', '.join(LOCK_MODES)}, got {requested!r}")
+    recorded = read_choice(paths)
+    if recorded is not None:
+        if requested not in (AUTO, recorded.mode):
+            raise JobRunnerError(
+                f"the spool {paths.spool} is drained with {recorded.mode} locks ({recorded.reason}), "
+                f"not {requested}: every worker on a spool must use the same mode; drop --lock (or "
+                f"JOBRUNNER_LOCK), or stop all workers and delete {paths.locking} to choose again"
+            )
+        return recorded
+    if requested == AUTO:
+        choice = choose_mode(paths.locks)
+    else:
+        choice = Choice(requested, f"--lock {requested} was asked for")
+    if choice.mode == FLOCK and requested == FLOCK and (error := probe_flock(paths.locks)) is not None:
+        raise JobRunnerError(
+            f"--lock flock: flock fails in {paths.locks} ({error.strerror or error}): use --lock lease or auto"
+        )
+    choice = Choice(choice.mode, choice.reason, lease_seconds or DEFAULT_LEASE_SECONDS, writer_tag())
+    return _record_first(paths, choice)
+
+
+def _record_first(paths: SpoolPaths, choice: Choice) -> Choice:
+    """Write the choice unless another worker got there first; either way, return the one on disk."""
+    partial = SpoolPaths.partial(paths.locking, writer_tag())
+    try:
+        partial.write_text(json.dumps(asdict(choice)) + "\n")
+        os.link(partial, paths.locking)  # fails if it exists: the first writer wins, whole
+    except FileExistsError:
+        pass
+    except OSError:
+        return choice  # a spool we may not write to (status on someone else's): choose without recording
+    finally:
+        partial.unlink(missing_ok=True)
+    return read_choice(paths) or choice
+
+
+def read_choice(paths: SpoolPaths) -> Choice | None:
+    try:
+        document = json.loads(paths.locking.read_text())
+        return Choice(
+            str(document["mode"]),
+            str(document["reason"]),
+            float(document["lease_seconds"]),
+            str(document.get("chosen_by", "")),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise JobRunnerError(
+            f"cannot read {paths.locking} ({error}): delete it to choose the lock mode again"
+        ) from None
+
+
+def locks_for(paths: SpoolPaths, choice: Choice) -> JobLocks:
+    if choice.mode == LEASE:
+        return LeaseLocks(paths, choice.lease_seconds)
+    if choice.mode == FLOCK:
+        return FlockLocks(paths)
+    raise JobRunnerError(f"{paths.locking} names an unknown lock mode {choice.mode!r}: delete it to choose again")
