@@ -52,9 +52,9 @@ def dask_scheduler(project, tmp_path):
             client.wait_for_workers(2, timeout=PROCESS_TIMEOUT)
         yield address
     finally:
+        # Workers first, while their scheduler is there to say goodbye to; then the scheduler.
         for process in reversed(processes):
             process.terminate()
-        for process in processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
