@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -39,3 +40,28 @@ def ensure_folder(path: Path, role: str, option: str) -> None:
         ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise JobRunnerError(f"the {role} folder {path} is not writable: fix its permissions or pass {option}")
+    refuse_world_writable(path, role)
+
+
+def world_writable_problem(path: Path, role: str) -> str | None:
+    """Why a folder every user of the machine may write to is refused (None if it is not one).
+
+    Anyone could plant jobs or records there and steer the workers.  A folder shared with a group
+    (``g+w``) is fine: the group is trusted with the spool.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if not mode & stat.S_IWOTH:
+        return None
+    return (
+        f"the {role} folder {path} can be written by every user of this machine (mode {stat.S_IMODE(mode):o}), "
+        f"so anyone could plant or change its files: run `chmod o-w '{path}'` (use g+w to share it with your group)"
+    )
+
+
+def refuse_world_writable(path: Path, role: str) -> None:
+    problem = world_writable_problem(path, role)
+    if problem is not None:
+        raise JobRunnerError(problem)

@@ -79,9 +79,9 @@ import numpy as np
 
 from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, write_atomically, write_text
+from jobrunner.files import ensure_folder, refuse_world_writable, write_atomically, write_text
 from jobrunner.grid import JOB_ID_PATTERN, Tile
-from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, resolve
+from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, read_choice, resolve
 from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
@@ -109,6 +109,10 @@ class Spool:
         """The lock mode of this spool's workers: recorded in the spool, or chosen now and recorded."""
         return resolve(self.paths, self.lock_request, self.lease_request)
 
+    def locking_if_chosen(self) -> Choice | None:
+        """The recorded lock mode, without choosing one (None until a worker has started)."""
+        return read_choice(self.paths)
+
     @cached_property
     def locks(self) -> JobLocks:
         return locks_for(self.paths, self.locking)
@@ -130,6 +134,8 @@ class Spool:
             raise JobRunnerError(f"the spool {paths.spool} {what}: run `jobrunner plan` first, or pass --spool")
         if not paths.manifest.is_file():
             raise JobRunnerError(f"the spool {paths.spool} has no plan: run `jobrunner plan` first, or pass --spool")
+        for folder in (paths.spool, paths.specs, paths.locks, paths.records):
+            refuse_world_writable(folder, "spool" if folder == paths.spool else f"spool's {folder.name}")
         try:
             text = paths.manifest.read_text()
         except (OSError, UnicodeDecodeError) as error:
@@ -189,7 +195,7 @@ class Spool:
 
     def prepare_outputs(self) -> None:
         ensure_folder(self.paths.outputs, "outputs", "--outputs")
-        ensure_folder(self.paths.tiles, "tiles", "--outputs")
+        ensure_folder(self.paths.tiles, "tiles", "--outputs")  # both refuse world-writable folders
 
     # -- jobs ------------------------------------------------------------------------------------
     @property
@@ -322,6 +328,7 @@ class Spool:
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:
         """Every job's state.  ``probe_locks=False`` reads only records: running jobs show as pending."""
         result = []
+        probe_locks = probe_locks and self.locking_if_chosen() is not None  # else no worker has claimed anything
         for job_id in self._tiles:
             record = self.read_record(job_id)
             claim = None

@@ -84,11 +84,24 @@ class Project:
         return np.load(self.outputs / name)
 
 
+LOCK_MODES = ("flock", "lease")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked ``both_lock_modes`` run twice: their project's workers use flock, then leases."""
+    if "project" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_lock_modes"):
+        metafunc.parametrize("project", LOCK_MODES, indirect=True)
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path, request) -> Project:
     root = tmp_path / "a folder with spaces"
     root.mkdir()
-    return Project(root)
+    project = Project(root)
+    mode = getattr(request, "param", None)
+    if mode is not None:
+        project.env["JOBRUNNER_LOCK"] = mode  # every command run in this project, as a user would export it
+    return project
 
 
 def wait(process: subprocess.Popen, timeout: float = PROCESS_TIMEOUT) -> tuple[int, str, str]:
