@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +22,8 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
             write(file)
         os.replace(partial, target)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
+            partial.unlink(missing_ok=True)
         raise
 
 
@@ -65,3 +68,13 @@ def refuse_world_writable(path: Path, role: str) -> None:
     problem = world_writable_problem(path, role)
     if problem is not None:
         raise JobRunnerError(problem)
+
+
+def explain_write_error(error: OSError) -> str:
+    """What a failed write means for the user, and what to do: the disk is full, or read-only."""
+    what, then = f"{error.strerror or error}", "then run the workers again"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"{what}: the disk is full (or a quota or file-size limit is reached); free space, {then}"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{what}: the folder is read-only; make it writable (or pass another folder), {then}"
+    return f"{what}: fix the disk or the folder, {then}"

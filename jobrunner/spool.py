@@ -71,7 +71,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,12 +79,27 @@ import numpy as np
 
 from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, refuse_world_writable, write_atomically, write_text
+from jobrunner.files import (
+    ensure_folder,
+    explain_write_error,
+    refuse_world_writable,
+    write_atomically,
+    write_text,
+)
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, read_choice, resolve
 from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
+
+
+class _PlainStream:
+    """A file that NumPy sees as a plain stream, so it writes with ``file.write``, whose OSError keeps
+    its errno (a full disk, a read-only folder); for a real file it calls ``ndarray.tofile``, whose
+    error says only how many bytes it wrote."""
+
+    def __init__(self, file) -> None:
+        self.write = file.write
 
 
 @dataclass(frozen=True)
@@ -257,8 +272,7 @@ class Spool:
             write_text(self.paths.record(record.id), record.to_json())
         except OSError as error:
             raise JobRunnerError(
-                f"cannot write the job record {self.paths.record(record.id)} ({error.strerror or error}): "
-                "free space or fix permissions in the spool, then run the workers again"
+                f"cannot write the job record {self.paths.record(record.id)}: {explain_write_error(error)}"
             ) from None
 
     # -- claims (the lock mode's business: see jobrunner.locking) ---------------------------------
@@ -299,11 +313,10 @@ class Spool:
         """Put the tile in place atomically (not fsynced: reduce checks every tile after a crash)."""
         target = self.paths.tile(job_id)
         try:
-            write_atomically(target, lambda file: np.save(file, tile, allow_pickle=False))
+            write_atomically(target, lambda file: np.save(_PlainStream(file), tile, allow_pickle=False))
         except OSError as error:
             raise JobRunnerError(
-                f"cannot write tile {job_id} to {target.parent} ({error.strerror or error}): "
-                "free space or fix permissions there, then run the workers again"
+                f"cannot write tile {job_id} to {target.parent}: {explain_write_error(error)}"
             ) from None
 
     def sweep_partials(self) -> int:
@@ -322,7 +335,8 @@ class Spool:
     def remove_partials(self, job_id: str, writer: str) -> None:
         """Delete what a dead ``writer`` left half-written for this job."""
         for target in (self.paths.tile(job_id), self.paths.record(job_id)):
-            SpoolPaths.partial(target, writer).unlink(missing_ok=True)
+            with suppress(OSError):  # a read-only disk: nothing can have been half-written since
+                SpoolPaths.partial(target, writer).unlink(missing_ok=True)
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:

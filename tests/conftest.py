@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,7 +47,15 @@ class Project:
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
-            self.command(*args), cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.command(*args),
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A suite started in the background (`pytest &` in a script) inherits an ignored SIGINT,
+            # and Python then never installs its Ctrl-C handler: give each worker a real one.
+            preexec_fn=_default_sigint,
         )
 
     # -- reading the spool as a test sees it --------------------------------------------------------
@@ -82,6 +91,10 @@ class Project:
 
     def load(self, name: str) -> np.ndarray:
         return np.load(self.outputs / name)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 LOCK_MODES = ("flock", "lease")
