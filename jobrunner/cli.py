@@ -80,12 +80,36 @@ MaxTimeOption = Annotated[
         "tiles' median duration): 3h, 90m, 45s, 01:00:00. Inside a Slurm job the job's end time counts too.",
     ),
 ]
+LockOption = Annotated[
+    str,
+    typer.Option(
+        "--lock",
+        envvar="JOBRUNNER_LOCK",
+        metavar="auto|flock|lease",
+        help="How workers claim jobs: flock (the disk's locks), lease (a marker kept fresh by a heartbeat, for "
+        "disks whose locks do not reach other machines), or auto (look at the disk). Chosen once per spool by "
+        "its first worker; see `jobrunner doctor`.",
+    ),
+]
+LeaseOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--lease",
+        envvar="JOBRUNNER_LEASE_SECONDS",
+        metavar="SECONDS",
+        help="In lease mode: how long a worker's claim lasts without a heartbeat before others may take its job "
+        "(default 30; chosen once per spool).",
+        show_default=False,
+    ),
+]
 
 
-def _spool(spool: Path, outputs: Path):
+def _spool(spool: Path, outputs: Path, lock: str | None = None, lease: float | None = None):
+    """Open the spool; commands without a --lock option still honour JOBRUNNER_LOCK."""
     from jobrunner.spool import Spool
 
-    return Spool.open(spool, outputs)
+    lock = lock or os.environ.get("JOBRUNNER_LOCK") or "auto"
+    return Spool.open(spool, outputs, lock, lease)
 
 
 @app.command()
@@ -153,6 +177,8 @@ def work(
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
     max_time: MaxTimeOption = None,
+    lock: LockOption = "auto",
+    lease: LeaseOption = None,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = Path("outputs"),
 ) -> None:
@@ -169,7 +195,7 @@ def work(
     from jobrunner.worker import work as run_worker
 
     started = time.time()
-    the_spool = _spool(spool, outputs)
+    the_spool = _spool(spool, outputs, lock, lease)
     limit = Deadline(started + parse_duration(max_time), f"--max-time {max_time}") if max_time else None
     deadline = earliest(limit, job_end_time())
     if deadline is not None:
@@ -218,6 +244,18 @@ def supervise(
     ] = None,
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
+    job_timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--job-timeout",
+            metavar="SECONDS",
+            help="End a job's process when the job runs longer than this, and put the job back (counted as a "
+            "failed attempt against --retries). Other jobs in flight are restarted.",
+            show_default=False,
+        ),
+    ] = None,
+    lock: LockOption = "auto",
+    lease: LeaseOption = None,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = Path("outputs"),
 ) -> None:
@@ -230,7 +268,7 @@ def supervise(
     from jobrunner.supervisor import supervise as run_supervisor
 
     label = f"{workers or os.cpu_count() or 1} workers" if executor == "process" else f"{executor} workers"
-    the_spool = _spool(spool, outputs)
+    the_spool = _spool(spool, outputs, lock, lease)
     with _interruptible(), _progress_bar(label, unit="tiles") as advance:
         summary = run_supervisor(
             the_spool,
@@ -238,6 +276,7 @@ def supervise(
             retries,
             retry_failed,
             on_progress=lambda p: advance(p.done + p.failed, p.total),
+            job_timeout=job_timeout,
             executor=executor,
             scheduler=scheduler,
         )
@@ -318,6 +357,39 @@ def resume(spool: SpoolOption = Path("jobs")) -> None:
 
 
 @app.command()
+def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = Path("outputs")) -> None:
+    """What the spool's disk can do: filesystem, mount options that matter for locks, a live lock
+    probe, the lock mode `--lock auto` picks and why, and what to ask the cluster's admins for.
+
+    Run it on each kind of node (login, compute) before a big run: a lock that does not reach
+    other machines loses no error, only work.
+    """
+    from jobrunner.doctor import describe_error, diagnose, lock_options
+    from jobrunner.paths import SpoolPaths
+
+    d = diagnose(SpoolPaths(spool, outputs))
+    table = Table(box=None, show_header=False)
+    table.add_row("probed in", str(d.folder))
+    if d.mount:
+        table.add_row("filesystem", f"{d.mount.fstype} ({d.mount.source} on {d.mount.point})")
+        table.add_row("lock options", lock_options(d.mount))
+    else:
+        table.add_row("filesystem", "unknown (no /proc/self/mounts)")
+    table.add_row("flock", describe_error(d.flock_error))
+    table.add_row("lease markers", describe_error(d.lease_error))
+    table.add_row("--lock auto", f"{d.auto.mode}: {d.auto.reason}")
+    if d.recorded:
+        table.add_row("this spool uses", f"{d.recorded.mode} ({d.recorded.reason})")
+    out.print(table, highlight=False)
+    for line in d.advice:
+        out.print(f"advice: {line}", highlight=False)
+    for problem in d.problems:
+        err.print(f"[red]problem:[/red] {problem}", highlight=False)
+    if d.problems:
+        raise typer.Exit(1)
+
+
+@app.command()
 def reduce(
     partial: Annotated[bool, typer.Option("--partial", help="Stitch even with tiles missing; holes are NaN.")] = False,
     spool: SpoolOption = Path("jobs"),
@@ -353,11 +425,21 @@ def status(
         return _watch(the_spool, interval)
     report = spool_status(the_spool)
     out.print(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}")
+    if report.locking is None:
+        out.print("locks: not chosen yet (the first worker chooses; `jobrunner doctor` shows what auto would)")
+    else:
+        out.print(f"locks: {report.locking.mode} ({report.locking.reason})", highlight=False)
     out.print(_counts_table(report.counts))
     if report.draining:
         out.print("  [yellow]draining[/yellow]: workers exit after their current tile; `jobrunner resume` undoes it")
     for job in report.running:
-        out.print(f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s")
+        line = f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s"
+        if job.overdue:
+            line += (
+                f"  [yellow]overdue[/yellow]: finished tiles took {report.median_tile_seconds:.1f} s (median); "
+                "stuck? `supervise --job-timeout` ends such jobs"
+            )
+        out.print(line, highlight=False)
     for job in report.failed:
         out.print(f"  [red]failed[/red] {job.id} after {job.attempts} attempts: {job.error}", soft_wrap=True)
     if report.failed:

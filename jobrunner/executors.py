@@ -25,6 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -57,8 +58,12 @@ class Executor:
     def submit(self, job_id: str, retries: int) -> Future:
         raise NotImplementedError
 
-    def as_completed(self, futures: list) -> Iterable:
-        return as_completed(futures)
+    def as_completed(self, futures: Iterable, timeout: float | None = None) -> Iterable:
+        return as_completed(futures, timeout=timeout)
+
+    def end_overdue(self, futures: dict[Future, str], remaining: set[Future], job_timeout: float) -> list[str]:
+        """End the jobs in flight that ran past ``job_timeout`` (``--job-timeout``); their ids."""
+        return []
 
     def renew(self) -> None:
         """After a ``broken`` error: a new pool for what is left."""
@@ -70,9 +75,14 @@ class Executor:
         """The normal end: every future has its result."""
 
 
-def open_executor(name: str, spool: Spool, workers: int | None = None, scheduler: str | None = None) -> Executor:
+def open_executor(
+    name: str, spool: Spool, workers: int | None = None, scheduler: str | None = None, job_timeout: float | None = None
+) -> Executor:
     if name not in EXECUTORS:
         raise JobRunnerError(f"--executor takes one of {', '.join(EXECUTORS)}, not {name!r}")
+    if name != "process" and job_timeout is not None:
+        # Ending a stuck job means killing the process that runs it, which only our own pool lets us do.
+        raise JobRunnerError(f"--job-timeout is for --executor process; {name} cannot stop a running job")
     if name != "process" and workers is not None:
         raise JobRunnerError(
             f"--workers is for --executor process; with {name} the workers are "
@@ -81,7 +91,7 @@ def open_executor(name: str, spool: Spool, workers: int | None = None, scheduler
     if name != "dask" and scheduler is not None:
         raise JobRunnerError("--scheduler is for --executor dask")
     if name == "process":
-        return ProcessExecutor(spool, os.cpu_count() or 1 if workers is None else workers)
+        return ProcessExecutor(spool, (os.cpu_count() or 1) if workers is None else workers)
     if name == "mpi":
         return MPIExecutor(spool)
     return DaskExecutor(spool, scheduler)
@@ -97,11 +107,11 @@ def _missing(extra: str, module: str, error: ImportError) -> JobRunnerError:
 _opened: dict[tuple[str, str], Spool] = {}
 
 
-def run_job(spool_dir: str, outputs_dir: str, job_id: str, retries: int, via: str) -> Outcome:
+def run_job(spool_dir: str, outputs_dir: str, lock: str, job_id: str, retries: int, via: str) -> Outcome:
     """One job, in a process that opens the spool itself (module level, so it pickles by name)."""
     key = (spool_dir, outputs_dir)
     if key not in _opened:
-        _opened[key] = Spool.open(spool_dir, outputs_dir)
+        _opened[key] = Spool.open(spool_dir, outputs_dir, lock)
     worker.LAUNCHED_BY = via
     return attempt_job(_opened[key], job_id, retries)
 
@@ -110,13 +120,13 @@ def run_job(spool_dir: str, outputs_dir: str, job_id: str, retries: int, via: st
 _spool_in_this_process: Spool | None = None
 
 
-def _start_pool_process(spool_dir: str, outputs_dir: str) -> None:
+def _start_pool_process(spool_dir: str, outputs_dir: str, lock: str) -> None:
     """Initializer of each pool process: open the spool once; let the parent decide about Ctrl-C."""
     global _spool_in_this_process
     worker.LAUNCHED_BY = f"supervise {os.getppid()}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
     signal.signal(signal.SIGTERM, _exit_now)
-    _spool_in_this_process = Spool.open(spool_dir, outputs_dir)
+    _spool_in_this_process = Spool.open(spool_dir, outputs_dir, lock)
 
 
 def _exit_now(signum, frame):
@@ -174,9 +184,24 @@ class ProcessExecutor(Executor):
                 max_workers=self._size,
                 mp_context=fork_context(),
                 initializer=_start_pool_process,
-                initargs=(str(paths.spool), str(paths.outputs)),
+                initargs=(str(paths.spool), str(paths.outputs), self.spool.locking.mode),
             )
         return self._pool.submit(run_pool_job, job_id, retries)
+
+    def end_overdue(self, futures: dict[Future, str], remaining: set[Future], job_timeout: float) -> list[str]:
+        """SIGKILL the pool process of each job in flight that has run past ``job_timeout``; their ids."""
+        ours = set(getattr(self._pool, "_processes", {}))  # the pool's pids (see stop)
+        ended = []
+        now = time.time()
+        for future in remaining:
+            if not future.running():  # queued: not started in any process yet
+                continue
+            job_id = futures[future]
+            claim = self.spool.read_claim(job_id)
+            if claim is not None and claim.pid in ours and now - claim.started > job_timeout:
+                os.kill(claim.pid, signal.SIGKILL)
+                ended.append(job_id)
+        return ended
 
     def renew(self) -> None:
         # A pool process died (killed, out of memory).  Its lock died with it, so its job is
@@ -227,7 +252,9 @@ class MPIExecutor(Executor):
 
     def submit(self, job_id: str, retries: int) -> Future:
         paths = self.spool.paths
-        return self._pool.submit(run_job, str(paths.spool), str(paths.outputs), job_id, retries, "mpi")
+        return self._pool.submit(
+            run_job, str(paths.spool), str(paths.outputs), self.spool.locking.mode, job_id, retries, "mpi"
+        )
 
     def stop(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -266,10 +293,13 @@ class DaskExecutor(Executor):
     def submit(self, job_id: str, retries: int) -> Future:
         paths = self.spool.paths
         # pure=False: the same job submitted again (another pass) must run again, not reuse a result.
-        return self._client.submit(run_job, str(paths.spool), str(paths.outputs), job_id, retries, "dask", pure=False)
+        lock = self.spool.locking.mode
+        return self._client.submit(
+            run_job, str(paths.spool), str(paths.outputs), lock, job_id, retries, "dask", pure=False
+        )
 
-    def as_completed(self, futures: list) -> Iterator:
-        return self._distributed.as_completed(futures)
+    def as_completed(self, futures: Iterable, timeout: float | None = None) -> Iterator:
+        return self._distributed.as_completed(futures)  # no job timeout here: open_executor refuses one
 
     def stop(self) -> None:
         self._client.close()

@@ -79,7 +79,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -87,12 +87,27 @@ import numpy as np
 
 from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, write_atomically, write_text
+from jobrunner.files import (
+    ensure_folder,
+    explain_write_error,
+    refuse_world_writable,
+    write_atomically,
+    write_text,
+)
 from jobrunner.grid import JOB_ID_PATTERN, Tile
-from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, resolve
+from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, read_choice, resolve
 from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
+
+
+class _PlainStream:
+    """A file that NumPy sees as a plain stream, so it writes with ``file.write``, whose OSError keeps
+    its errno (a full disk, a read-only folder); for a real file it calls ``ndarray.tofile``, whose
+    error says only how many bytes it wrote."""
+
+    def __init__(self, file) -> None:
+        self.write = file.write
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,10 @@ class Spool:
         """The lock mode of this spool's workers: recorded in the spool, or chosen now and recorded."""
         return resolve(self.paths, self.lock_request, self.lease_request)
 
+    def locking_if_chosen(self) -> Choice | None:
+        """The recorded lock mode, without choosing one (None until a worker has started)."""
+        return read_choice(self.paths)
+
     @cached_property
     def locks(self) -> JobLocks:
         return locks_for(self.paths, self.locking)
@@ -138,6 +157,8 @@ class Spool:
             raise JobRunnerError(f"the spool {paths.spool} {what}: run `jobrunner plan` first, or pass --spool")
         if not paths.manifest.is_file():
             raise JobRunnerError(f"the spool {paths.spool} has no plan: run `jobrunner plan` first, or pass --spool")
+        for folder in (paths.spool, paths.specs, paths.locks, paths.records):
+            refuse_world_writable(folder, "spool" if folder == paths.spool else f"spool's {folder.name}")
         try:
             text = paths.manifest.read_text()
         except (OSError, UnicodeDecodeError) as error:
@@ -197,7 +218,7 @@ class Spool:
 
     def prepare_outputs(self) -> None:
         ensure_folder(self.paths.outputs, "outputs", "--outputs")
-        ensure_folder(self.paths.tiles, "tiles", "--outputs")
+        ensure_folder(self.paths.tiles, "tiles", "--outputs")  # both refuse world-writable folders
 
     # -- jobs ------------------------------------------------------------------------------------
     @property
@@ -259,8 +280,7 @@ class Spool:
             write_text(self.paths.record(record.id), record.to_json())
         except OSError as error:
             raise JobRunnerError(
-                f"cannot write the job record {self.paths.record(record.id)} ({error.strerror or error}): "
-                "free space or fix permissions in the spool, then run the workers again"
+                f"cannot write the job record {self.paths.record(record.id)}: {explain_write_error(error)}"
             ) from None
 
     # -- claims (the lock mode's business: see jobrunner.locking) ---------------------------------
@@ -301,11 +321,10 @@ class Spool:
         """Put the tile in place atomically (not fsynced: reduce checks every tile after a crash)."""
         target = self.paths.tile(job_id)
         try:
-            write_atomically(target, lambda file: np.save(file, tile, allow_pickle=False))
+            write_atomically(target, lambda file: np.save(_PlainStream(file), tile, allow_pickle=False))
         except OSError as error:
             raise JobRunnerError(
-                f"cannot write tile {job_id} to {target.parent} ({error.strerror or error}): "
-                "free space or fix permissions there, then run the workers again"
+                f"cannot write tile {job_id} to {target.parent}: {explain_write_error(error)}"
             ) from None
 
     def sweep_partials(self) -> int:
@@ -324,12 +343,14 @@ class Spool:
     def remove_partials(self, job_id: str, writer: str) -> None:
         """Delete what a dead ``writer`` left half-written for this job."""
         for target in (self.paths.tile(job_id), self.paths.record(job_id)):
-            SpoolPaths.partial(target, writer).unlink(missing_ok=True)
+            with suppress(OSError):  # a read-only disk: nothing can have been half-written since
+                SpoolPaths.partial(target, writer).unlink(missing_ok=True)
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:
         """Every job's state.  ``probe_locks=False`` reads only records: running jobs show as pending."""
         result = []
+        probe_locks = probe_locks and self.locking_if_chosen() is not None  # else no worker has claimed anything
         for job_id in self._tiles:
             record = self.read_record(job_id)
             claim = None

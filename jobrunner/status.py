@@ -1,18 +1,26 @@
 """What a spool holds right now: counts by state, what is running where, why jobs failed.
 
-Safe while workers are busy: it reads records and lock files, and probes the lock only of a job
-claimed from another host (a probe is a non-blocking try, released at once).
+Safe while workers are busy: it reads records and claims, and probes the lock only of a job
+claimed from another host (a probe is a non-blocking try, released at once; in lease mode it
+only looks at the lease's marker).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from jobrunner.locking import Choice
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import Spool
 from jobrunner.stopping import drain_requested
+
+#: A running job is marked overdue once it has run this many times the median finished tile...
+OVERDUE_FACTOR = 4.0
+#: ...and at least this many seconds (tiny tiles vary a lot relative to their length).
+OVERDUE_MIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -21,7 +29,8 @@ class RunningJob:
     host: str
     pid: int
     seconds: float
-    via: str  # how its worker was started: work, supervise, mpi, dask, slurm JOBID_TASK
+    via: str = "work"  # how its worker was started: work, supervise, mpi, dask, slurm JOBID_TASK
+    overdue: bool = False  # far longer than finished tiles took: stuck, or a much heavier tile
 
 
 @dataclass(frozen=True)
@@ -34,9 +43,11 @@ class FailedJob:
 @dataclass
 class SpoolStatus:
     total: int
+    locking: Choice | None  # None until a worker has chosen
     counts: Counter = field(default_factory=Counter)
     running: list[RunningJob] = field(default_factory=list)
     failed: list[FailedJob] = field(default_factory=list)
+    median_tile_seconds: float | None = None  # of the finished tiles
     draining: bool = False  # `jobrunner drain` asked every worker to stop after its tile
 
     @property
@@ -46,15 +57,33 @@ class SpoolStatus:
 
 def spool_status(spool: Spool) -> SpoolStatus:
     statuses = spool.statuses()
-    report = SpoolStatus(len(statuses), Counter({PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}))
+    report = SpoolStatus(
+        len(statuses), spool.locking_if_chosen(), Counter({PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0})
+    )
+    durations = [
+        attempt.seconds
+        for status in statuses
+        if status.record is not None
+        for attempt in status.record.attempts
+        if attempt.outcome == DONE and attempt.seconds is not None
+    ]
+    report.median_tile_seconds = statistics.median(durations) if durations else None
     report.draining = drain_requested(spool.paths)
     now = time.time()
     for status in statuses:
         report.counts[status.state] += 1
         record, claim = status.record, status.claim
         if status.state == RUNNING and claim is not None:
-            report.running.append(RunningJob(status.id, claim.host, claim.pid, now - claim.started, claim.via))
+            age = now - claim.started
+            overdue = is_overdue(age, report.median_tile_seconds)
+            report.running.append(RunningJob(status.id, claim.host, claim.pid, age, claim.via, overdue))
         elif status.state == FAILED and record is not None:
             last_line = (record.last_error or "no error recorded").strip().splitlines()[-1]
             report.failed.append(FailedJob(status.id, len(record.attempts), last_line))
     return report
+
+
+def is_overdue(age: float, median_tile_seconds: float | None) -> bool:
+    if median_tile_seconds is None:
+        return False
+    return age > max(OVERDUE_FACTOR * median_tile_seconds, OVERDUE_MIN_SECONDS)

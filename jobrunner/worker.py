@@ -129,6 +129,21 @@ def close_orphan_claim(spool: Spool, record: JobRecord, close: Callable[[Attempt
     return orphan
 
 
+def close_timed_out(spool: Spool, job_id: str, why: str, retries: int) -> JobRecord | None:
+    """Record as timed out the attempt a process ended for its timeout left behind; the new record.
+
+    None if the job is held by a live worker again, or nothing was left in flight.
+    """
+    with spool.claim(job_id) as hold:
+        if hold is None:
+            return None
+        record = spool.read_record(job_id) or JobRecord(job_id)
+        orphan = close_orphan_claim(
+            spool, record, lambda claim: record.close_timed_out(claim, time.time(), why, retries)
+        )
+        return record if orphan is not None else None
+
+
 def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> Outcome:
     job_id = record.id
     attempt = record.next_attempt(socket.gethostname(), os.getpid(), time.time(), launcher())
@@ -201,6 +216,7 @@ class Run:
         self.spool, self.on_progress, self.deadline = spool, on_progress, deadline
         self.started = time.perf_counter()
         spool.prepare_outputs()
+        spool.locking  # noqa: B018 -- chosen (or checked against the spool's) before anything is claimed
         if retry_failed:
             spool.requeue_failed()
         statuses = spool.statuses(probe_locks=False)

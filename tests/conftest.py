@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,7 +47,15 @@ class Project:
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
-            self.command(*args), cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.command(*args),
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A suite started in the background (`pytest &` in a script) inherits an ignored SIGINT,
+            # and Python then never installs its Ctrl-C handler: give each worker a real one.
+            preexec_fn=_default_sigint,
         )
 
     # -- reading the spool as a test sees it --------------------------------------------------------
@@ -84,11 +93,28 @@ class Project:
         return np.load(self.outputs / name)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+LOCK_MODES = ("flock", "lease")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked ``both_lock_modes`` run twice: their project's workers use flock, then leases."""
+    if "project" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_lock_modes"):
+        metafunc.parametrize("project", LOCK_MODES, indirect=True)
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path, request) -> Project:
     root = tmp_path / "a folder with spaces"
     root.mkdir()
-    return Project(root)
+    project = Project(root)
+    mode = getattr(request, "param", None)
+    if mode is not None:
+        project.env["JOBRUNNER_LOCK"] = mode  # every command run in this project, as a user would export it
+    return project
 
 
 def wait(process: subprocess.Popen, timeout: float = PROCESS_TIMEOUT) -> tuple[int, str, str]:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import PROCESS_TIMEOUT, wait
 
+pytestmark = pytest.mark.both_lock_modes
+
 STEP = 0.02
 
 

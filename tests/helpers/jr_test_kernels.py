@@ -43,3 +43,30 @@ def wrong_shape(x, y, sigma=1.0):
     if x.size * y.size <= 6:
         return gaussian_numpy(x, y, sigma)
     return gaussian_numpy(x, y, sigma)[:-1]
+
+
+def stuck(x, y, sigma=1.0, delay=0.0, hang=60.0, tally="", hang_times=1_000_000):
+    """The Gaussian after ``delay`` seconds, but the tile holding the grid's first point hangs for
+    ``hang`` seconds, on its first ``hang_times`` calls (counted in files under ``tally``)."""
+    if x.size * y.size > 6:
+        first_tile = x.ravel()[0] == -2.0 and y.ravel()[0] == -2.0
+        calls = 0
+        if first_tile and tally:
+            marker = Path(tally) / "hangs"
+            calls = len(marker.read_text()) if marker.exists() else 0
+            marker.write_text("." * (calls + 1))
+        time.sleep(hang if first_tile and calls < hang_times else delay)
+    return gaussian_numpy(x, y, sigma)
+
+
+def counted(x, y, sigma=1.0, tally="", delay=0.0):
+    """The Gaussian, appending one line per computed tile to the file ``tally`` (O_APPEND: whole lines)."""
+    if x.size * y.size > 6:
+        time.sleep(delay)
+        line = f"{x.ravel()[0]!r},{y.ravel()[0]!r},{os.getpid()}\n".encode()
+        fd = os.open(tally, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    return gaussian_numpy(x, y, sigma)
