@@ -95,6 +95,7 @@ def test_dask_and_a_hand_started_worker_drain_one_spool_once(project, serial_ref
         (["--executor", "dask"], "--executor dask needs the scheduler's address: --scheduler tcp://HOST:8786"),
         (["--executor", "spark"], "--executor takes one of process, mpi, dask, not 'spark'"),
         (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler is for --executor dask"),
+        (["--executor", "mpi", "--job-timeout", "5"], "--job-timeout is for --executor process"),
     ],
 )
 def test_executor_mistakes_are_one_line_errors(project, args, message):

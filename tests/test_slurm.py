@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from conftest import PROCESS_TIMEOUT, engine_missing
 
+from jobrunner.slurm import job_end_time
+
 STEP = 0.02
 
 
@@ -80,6 +82,19 @@ def test_bad_array_options_are_one_line_errors(project, args, message):
     result = project.run("slurm", *args, check=False)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert not (project.spool / "slurm" / "jobrunner.sbatch").exists()
+
+
+def test_submit_without_slurm_says_where_the_script_is(project, tmp_path):
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    project.env["PATH"] = str(tmp_path / "no commands here")
+    result = project.run("slurm", "--array", "2", "--submit", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "sbatch is not on PATH" in result.stderr and "jobrunner.sbatch" in result.stderr
+
+
+def test_a_worker_in_a_slurm_job_reads_its_end_time_and_outside_one_does_not():
+    assert job_end_time({}) is None
+    assert job_end_time({"SLURM_JOB_ID": "7", "SLURM_JOB_END_TIME": "1800000000"}).at == 1800000000.0
 
 
 def squeue(job: str) -> list[str]:
