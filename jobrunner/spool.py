@@ -7,9 +7,12 @@ Layout
 ::
 
     <spool>/plan.json               the plan: grid, tiling, kernel and its parameters (written last by plan)
+    <spool>/locking.json            the lock mode every worker uses, chosen once (see jobrunner.locking)
     <spool>/specs/<id>.json         one spec per job: {"id": ..., "rows": [start, stop], "cols": [start, stop]}
-    <spool>/locks/<id>.lock         the job's lock file: a claim *is* a held flock on it, and while
-                                    held it names the attempt in flight: {"attempt", "host", "pid", "started"}
+    <spool>/locks/<id>.lock         flock mode: a claim *is* a held flock on it, and while held it
+                                    names the attempt in flight: {"attempt", "host", "pid", "started", "via"}
+    <spool>/locks/<id>.lease        lease mode: the claim is this marker, kept fresh by a heartbeat...
+    <spool>/locks/<id>.claim        ...and the attempt in flight is named here
     <spool>/records/<id>.json       the job's record: state, counters, every finished attempt
     <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
     <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
@@ -19,7 +22,8 @@ Layout
 Job ids are ``tile-rRRR-cCCC`` (row and column of the tile, zero-padded so ids sort in plan
 order).  A spec carries its id and index ranges, never a path; it is validated when loaded
 (well-formed id equal to its file name, ranges inside the grid), so no spool file can make a
-worker write outside ``<outputs>/tiles``.  Spool files are JSON; nothing is ever unpickled.
+worker write outside ``<outputs>/tiles``.  Spool files are JSON; nothing is ever unpickled.  A
+spool or outputs folder that every user of the machine may write to is refused (a group may).
 
 States
 ------
@@ -29,27 +33,40 @@ Derived by :func:`jobrunner.records.job_state` from the record and the lock file
 * failed: the kernel failed more than ``--retries`` times, the spec is invalid, or workers died
   on it :data:`~jobrunner.records.MAX_LOST_ATTEMPTS` times; claimed again only with
   ``--retry-failed``.
-* running: the lock file names an attempt and its worker is alive (the lock is held).
-* pending: anything else, including a lock file that names an attempt whose worker died: the
-  job is claimable again at once, with no clean-up.
+* running: a claim names an attempt and its worker is alive (the lock or lease is held).
+* pending: anything else, including a claim whose worker died: the job is claimable again at
+  once in flock mode (and in lease mode on the same host), or once its lease runs out.
 
 A worker's steps for one job, and what SIGKILL at each step leaves behind
 --------------------------------------------------------------------------
 1. Read the record; skip the job if it is done or failed.              Nothing.
 2. Take the lock without waiting; held by someone else: move on.         Nothing: the kernel
-   releases a dead process's flock.
+   releases a dead process's flock; a dead worker's lease is taken over.
 3. Read the record again: the job may have finished meanwhile.          Nothing.
-4. If the lock file names an attempt, its worker died holding the lock: record that attempt
-   as ``lost`` and delete the partial files its host-pid was writing.     Nothing new.
-5. Write this attempt's claim into the lock file (in place; no new file).   A claim: step 4
+4. If a claim names an attempt, its worker died holding the job (or lost its lease): record
+   that attempt as ``lost`` and delete the partial files its host-pid was writing.   Nothing new.
+5. Write this attempt's claim (into the lock file in flock mode; ``.claim`` in lease mode).
+                                                                          A claim: step 4
    of the next claimant closes it.
 6. Load and validate the spec, compute the tile.                         Same.
-7. Write the tile to its partial name and ``os.replace`` it into place.  A partial file
+7. (Lease mode: if the lease is no longer ours, drop the result and stop here, writing nothing.)
+   Write the tile to its partial name and ``os.replace`` it into place.  A partial file
    (removed by the next claimant's step 4), or a complete tile under a claim (recomputed by
    the next claimant and replaced, atomically, with the same bits).
 8. Record done (the record is replaced atomically).                     Done; a stale claim,
    which the next look at the job clears.
-9. Clear the claim from the lock file and release the lock (the lock file itself stays).
+9. Clear the claim and release the lock (a lock file stays; a lease marker is deleted).
+
+A tile that cannot be written (a full disk: ENOSPC, EFBIG; a read-only folder: EROFS) ends its
+attempt as ``abandoned``, with the folder and the error in the record; the job stays claimable
+and the worker stops claiming, with one line that says which folder is full or read-only.
+
+Lease mode, and why computing a tile twice is harmless: a lease can run out while its holder
+still runs, so two workers may compute one tile.  A tile is deterministic, is published by one
+atomic replace, and is recorded done only after that; the late holder checks its lease before
+publishing and before writing the record, and drops its result when the lease is gone (the
+successor recorded its attempt as ``lost`` when it took over).  A holder that loses its lease
+between that check and its replace publishes the same bits again.
 
 Who cleans what: a dead worker's lock needs nothing; its claim and its partial tile are
 closed and deleted by the next claimant (step 4); a partial *record* (killed during step 8, so

@@ -63,7 +63,7 @@ def stray_files(project) -> list[Path]:
 @pytest.mark.slow
 @pytest.mark.both_lock_modes
 def test_chaos_kills_workers_and_pool_processes_again_and_again(project, serial_reference):
-    project.run("plan", "--step", STEP, "--tiles", "12x10", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.1")
+    project.run("plan", "--step", STEP, "--tiles", "12x10", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.3")
     rng = random.Random(20261124)
     workers = [project.start("work") for _ in range(2)]
     supervisor = project.start("supervise", "--workers", "2")
