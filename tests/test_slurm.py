@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PROCESS_TIMEOUT, engine_missing
+from conftest import PROCESS_TIMEOUT, assert_each_job_done_once, engine_missing, wait
 
 from jobrunner.slurm import job_end_time
 
@@ -102,6 +102,14 @@ def squeue(job: str) -> list[str]:
     return result.stdout.split("\n") if result.stdout.strip() else []
 
 
+def wait_for_a_claim_by(project, via: str, timeout: float = PROCESS_TIMEOUT) -> None:
+    """Block until a worker whose claims say ``via...`` (e.g. ``slurm 12_1``) is computing a tile."""
+    deadline = time.monotonic() + timeout
+    while not any(c.get("via", "").startswith(via) for c in project.claims().values()):
+        assert time.monotonic() < deadline, f"no worker {via}... claimed a tile within {timeout} s"
+        time.sleep(0.05)
+
+
 def wait_for_the_array(job: str, timeout: float = PROCESS_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while squeue(job):
@@ -118,10 +126,7 @@ def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, s
     job = re.search(r"submitted job array (\d+) \(2 tasks\)", submitted).group(1)
     try:
         # Task 1 claims a tile: status names the array task; then scancel stops that task mid-tile.
-        deadline = time.monotonic() + PROCESS_TIMEOUT
-        while not any(c.get("via") == f"slurm {job}_1" for c in project.claims().values()):
-            assert time.monotonic() < deadline, f"task {job}_1 never claimed a tile"
-            time.sleep(0.05)
+        wait_for_a_claim_by(project, f"slurm {job}_1")
         status = project.run("status").stdout
         assert re.search(rf"running tile-r\d+-c\d+ on \S+ pid \d+ \(slurm {job}_1\)", status), status
         subprocess.run(["scancel", f"{job}_1"], check=True, timeout=30)
@@ -144,5 +149,28 @@ def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, s
     assert "(the Slurm job's end)" in survivor, "a task reads its job's end time once, at start"
     assert "spool 16/16 done" in survivor
     assert project.leftovers() == []
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+@pytest.mark.slow
+def test_a_slurm_array_a_supervisor_and_a_hand_started_worker_drain_one_spool_once(
+    project, serial_reference, slurm_cluster
+):
+    project.run("plan", "--step", STEP, "--tiles", "4x6", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.4")
+    submitted = project.run("slurm", "--array", "2", "--submit").stdout
+    job = re.search(r"submitted job array (\d+)", submitted).group(1)
+    try:
+        wait_for_a_claim_by(project, f"slurm {job}_")  # then the others join, with most tiles left
+        by_hand = project.start("work")
+        project.run("supervise", "--workers", "1")
+        code, _, stderr = wait(by_hand)
+        assert code == 0, stderr
+        wait_for_the_array(job)
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
+    vias = assert_each_job_done_once(project, 24)
+    assert "work" in vias and any(v.startswith("supervise") for v in vias), vias
+    assert any(v.startswith(f"slurm {job}_") for v in vias), vias
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
