@@ -396,10 +396,13 @@ class Choice:
     chosen_by: str = ""
 
 
-def choose_mode(folder: Path, mount: Mount | None = None, flock_error: OSError | None = None) -> Choice:
-    """What ``auto`` picks for a spool in ``folder``, and why (pass what was measured, or it is measured)."""
-    mount = mount if mount is not None else find_mount(folder)
-    flock_error = flock_error if flock_error is not None else probe_flock(folder)
+def auto_choice(folder: Path) -> Choice:
+    """What ``auto`` picks for a spool whose locks live in ``folder``: measured there, then decided."""
+    return choose_mode(find_mount(folder), probe_flock(folder))
+
+
+def choose_mode(mount: Mount | None, flock_error: OSError | None) -> Choice:
+    """What ``auto`` picks, and why, given the mount and what a live flock probe did there."""
     if flock_error is not None:
         name = errno.errorcode.get(flock_error.errno or 0, "error")
         return Choice(LEASE, f"flock fails on this disk ({name}: {flock_error.strerror or flock_error})")
@@ -438,7 +441,7 @@ def resolve(paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | Non
             )
         return recorded
     if requested == AUTO:
-        choice = choose_mode(paths.locks)
+        choice = auto_choice(paths.locks)
     else:
         choice = Choice(requested, f"--lock {requested} was asked for")
     if choice.mode == FLOCK and requested == FLOCK and (error := probe_flock(paths.locks)) is not None:
