@@ -36,7 +36,7 @@ def diagnose(paths: SpoolPaths) -> Diagnosis:
     mount = find_mount(folder)
     flock_error = probe_flock(folder)
     lease_error = _probe_lease(folder)
-    auto = choose_mode(folder, mount, flock_error)
+    auto = choose_mode(mount, flock_error)
     diagnosis = Diagnosis(folder, mount, flock_error, lease_error, auto, read_choice(paths))
     diagnosis.advice = _advice(diagnosis)
     for candidate, role in ((paths.spool, "spool"), (paths.outputs, "outputs"), (paths.tiles, "tiles")):

@@ -197,6 +197,7 @@ class LeaseLocks(JobLocks):
     def __init__(self, paths: SpoolPaths, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         super().__init__(paths)
         self.lease_seconds = lease_seconds
+        self._watched: dict[str, tuple[tuple[int, int, int], float]] = {}  # marker identity, first seen
 
     def _lock(self, job_id: str) -> SoftFileLease:
         lock = self._locks.get(job_id)
@@ -209,13 +210,59 @@ class LeaseLocks(JobLocks):
 
     def acquire(self, job_id: str) -> Hold | None:
         lease = self._lock(job_id)
+        for _ in range(2):  # a second try after breaking an expired marker
+            try:
+                lease.acquire()
+            except Timeout:
+                expired = self._expired_marker(job_id)
+                if expired is None:
+                    return None
+                self._break(job_id, expired)
+                continue
+            except OSError as error:
+                raise self._cannot_lock(self.paths.lease(job_id), error) from None
+            self._watched.pop(job_id, None)
+            return _LeaseHold(lease)
+        return None
+
+    # filelock takes over an expired or dead owner's marker by exchanging two names in one step
+    # (renameat2 RENAME_EXCHANGE); where the filesystem refuses that (NFS, FUSE: exactly where
+    # leases are used) it never takes it over.  So expiry is also judged here, the same way (the
+    # marker unchanged for a whole lease on this process's monotonic clock, or its owner a dead
+    # process on this host), and the marker is moved aside by one rename.  If two contenders
+    # race, a holder may be displaced: it notices (``Hold.lost``) before publishing and drops.
+    def _expired_marker(self, job_id: str) -> tuple[int, int] | None:
+        """The (inode, mtime) of the job's marker if it has expired, else None."""
+        path = self.paths.lease(job_id)
         try:
-            lease.acquire()
-        except Timeout:
+            marker = path.stat()
+        except FileNotFoundError:
+            return (0, 0)  # gone since the try: nothing to break, try again
+        identity = (marker.st_ino, marker.st_mtime_ns)
+        owner = _marker_owner(path)
+        if owner is not None and owner[0] == socket.gethostname() and not _pid_alive(owner[1]):
+            return identity
+        now, key = time.monotonic(), (*identity, marker.st_ctime_ns)
+        seen = self._watched.get(job_id)
+        if seen is None or seen[0] != key:
+            self._watched[job_id] = (key, now)
             return None
-        except OSError as error:
-            raise self._cannot_lock(self.paths.lease(job_id), error) from None
-        return _LeaseHold(lease)
+        return identity if now - seen[1] >= self.lease_seconds else None
+
+    def _break(self, job_id: str, identity: tuple[int, int]) -> None:
+        path = self.paths.lease(job_id)
+        aside = SpoolPaths.partial(path, writer_tag())
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        moved = aside.stat()
+        if (moved.st_ino, moved.st_mtime_ns) != identity:  # a newer marker: someone took over first
+            try:
+                os.link(aside, path)  # put it back (fails, harmlessly, if the name is taken again)
+            except FileExistsError:
+                pass
+        aside.unlink()
 
     def is_held(self, job_id: str) -> bool:
         """A marker whose owner is alive (this host) or was refreshed within the lease (elsewhere).
@@ -349,10 +396,13 @@ class Choice:
     chosen_by: str = ""
 
 
-def choose_mode(folder: Path, mount: Mount | None = None, flock_error: OSError | None = None) -> Choice:
-    """What ``auto`` picks for a spool in ``folder``, and why (pass what was measured, or it is measured)."""
-    mount = mount if mount is not None else find_mount(folder)
-    flock_error = flock_error if flock_error is not None else probe_flock(folder)
+def auto_choice(folder: Path) -> Choice:
+    """What ``auto`` picks for a spool whose locks live in ``folder``: measured there, then decided."""
+    return choose_mode(find_mount(folder), probe_flock(folder))
+
+
+def choose_mode(mount: Mount | None, flock_error: OSError | None) -> Choice:
+    """What ``auto`` picks, and why, given the mount and what a live flock probe did there."""
     if flock_error is not None:
         name = errno.errorcode.get(flock_error.errno or 0, "error")
         return Choice(LEASE, f"flock fails on this disk ({name}: {flock_error.strerror or flock_error})")
@@ -391,7 +441,7 @@ def resolve(paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | Non
             )
         return recorded
     if requested == AUTO:
-        choice = choose_mode(paths.locks)
+        choice = auto_choice(paths.locks)
     else:
         choice = Choice(requested, f"--lock {requested} was asked for")
     if choice.mode == FLOCK and requested == FLOCK and (error := probe_flock(paths.locks)) is not None:

@@ -1,6 +1,7 @@
 """The overnight run: workers killed again and again, disks that cannot lock, a full or read-only
 disk, stuck jobs, many workers on tiny tiles, and folders anyone could write to."""
 
+import errno
 import json
 import os
 import random
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import PROCESS_TIMEOUT, wait
+
+from jobrunner.locking import Mount, choose_mode, find_mount
 
 STEP = 0.02  # a 200 x 200 grid
 
@@ -373,3 +376,45 @@ def test_a_world_writable_spool_or_outputs_is_refused_and_a_group_shared_one_is_
     project.run("work")
     assert done_count(project) == 4
     assert "problem" not in project.run("doctor").stderr
+
+
+# -- what --lock auto chooses, filesystem by filesystem (the README's table) ----------------------------
+
+
+@pytest.mark.parametrize(
+    "fstype, options, flock_errno, mode",
+    [
+        ("ext4", "rw,relatime", None, "flock"),
+        ("tmpfs", "rw", None, "flock"),
+        ("nfs4", "rw,vers=4.2,local_lock=none", None, "flock"),
+        ("nfs", "rw,vers=3", None, "flock"),
+        ("nfs", "rw,vers=3,nolock", None, "lease"),
+        ("nfs4", "rw,vers=4.1,local_lock=flock", None, "lease"),
+        ("nfs", "rw,vers=3", errno.ENOLCK, "lease"),
+        ("lustre", "rw,flock", None, "flock"),
+        ("lustre", "rw,localflock", None, "lease"),
+        ("lustre", "rw,noflock", errno.ENOSYS, "lease"),
+        ("fuse.bindfs", "rw,nosuid", None, "lease"),
+        ("fuse.sshfs", "rw", None, "lease"),
+        ("cifs", "rw", None, "lease"),
+    ],
+)
+def test_what_auto_chooses_on_each_filesystem(fstype, options, flock_errno, mode):
+    mount = Mount("/shared", fstype, "server:/export", tuple(options.split(",")))
+    error = OSError(flock_errno, os.strerror(flock_errno)) if flock_errno else None
+    choice = choose_mode(mount, error)
+    assert choice.mode == mode, choice
+    assert choice.reason
+
+
+def test_the_mount_of_a_folder_with_spaces_is_found(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw,relatime 0 0\n"
+        "server:/export /scratch/my\\040project nfs rw,vers=3,nolock 0 0\n"
+        "server:/other /scratch/my nfs4 rw 0 0\n"
+    )
+    found = find_mount(Path("/scratch/my project/jobs"), str(mounts))
+    assert found.point == "/scratch/my project" and found.fstype == "nfs" and "nolock" in found.lock_options
+    assert find_mount(Path("/scratch/my/jobs"), str(mounts)).fstype == "nfs4"
+    assert find_mount(Path("/home/me"), str(mounts)).point == "/"

@@ -1,0 +1,156 @@
+"""Two machines sharing one disk, simulated: two FUSE (bindfs) mounts of one folder, and workers
+with a hostname of their own (a UTS namespace) on each.  As on an NFS mount with ``nolock``, a
+flock taken through one mount is not seen through the other, so only leases keep the tiles
+exactly once."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PROCESS_TIMEOUT, Project, wait
+from filelock import FileLock, Timeout
+
+STEP = 0.02
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("bindfs") or not shutil.which("unshare") or not os.path.exists("/dev/fuse"),
+    reason="needs root, bindfs (apt-get install bindfs fuse3), unshare and /dev/fuse: scripts/engines.sh installs them",
+)
+
+
+class Node:
+    """One simulated machine: its own mount of the shared folder and its own hostname."""
+
+    def __init__(self, name: str, mount: Path, project: Project) -> None:
+        self.name, self.mount, self.project = name, mount, project
+        self.env = {
+            **project.env,
+            "JOBRUNNER_SPOOL": str(mount / "jobs"),
+            "JOBRUNNER_OUTPUTS": str(mount / "outputs"),
+        }
+
+    def command(self, *args: str) -> list[str]:
+        return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.name, *self.project.command(*args)]
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args), cwd=self.mount, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            self.command(*args), cwd=self.mount, env=self.env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+
+@pytest.fixture
+def two_nodes(project):
+    shared = project.root / "shared disk"
+    shared.mkdir()
+    mounts = []
+    try:
+        for name in ("node-a", "node-b"):
+            mount = project.root / f"mounted on {name}"
+            mount.mkdir()
+            subprocess.run(["bindfs", "--no-allow-other", str(shared), str(mount)], check=True, capture_output=True)
+            mounts.append(mount)
+        yield shared, [Node(name, mount, project) for name, mount in zip(("node-a", "node-b"), mounts, strict=True)]
+    finally:
+        for mount in mounts:
+            subprocess.run(["fusermount3", "-u", "-z", str(mount)], capture_output=True)
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_flock_through_one_mount_is_not_seen_through_the_other(two_nodes):
+    """Why leases are needed here: the premise of this file, measured."""
+    shared, (a, b) = two_nodes
+    (shared / "probe.lock").touch()
+    held = FileLock(a.mount / "probe.lock", blocking=False)
+    with held.acquire():
+        other = FileLock(b.mount / "probe.lock", blocking=False)
+        try:
+            with other.acquire():
+                excluded = False
+        except Timeout:
+            excluded = True
+    assert not excluded, "bindfs now passes flocks through; these tests no longer simulate a lockless share"
+
+
+def _records(shared: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (shared / "jobs" / "records").glob("*.json")}
+
+
+def test_workers_on_two_nodes_finish_every_tile_exactly_once_with_leases(
+    two_nodes, project, tmp_path, serial_reference
+):
+    shared, (a, b) = two_nodes
+    tally = tmp_path / "computed"
+    a.run(
+        "plan",
+        "--step",
+        STEP,
+        "--tiles",
+        "6x6",
+        "--kernel",
+        "jr_test_kernels:counted",
+        "--param",
+        f'tally="{tally}"',
+        "--param",
+        "delay=0.05",
+    )
+    assert "lease markers  works" in a.run("doctor").stdout
+    workers = [node.start("work") for node in (a, b, a, b)]
+    for worker in workers:
+        code, _, stderr = wait(worker)
+        assert code == 0, stderr
+
+    locking = json.loads((shared / "jobs" / "locking.json").read_text())
+    assert locking["mode"] == "lease" and "fuse" in locking["reason"]
+    records = _records(shared)
+    assert len(records) == 36 and all(r["state"] == "done" for r in records.values())
+    done = [a for r in records.values() for a in r["attempts"] if a["outcome"] == "done"]
+    assert len(done) == 36
+    assert Counter(line.rsplit(",", 1)[0] for line in tally.read_text().splitlines()).most_common(1)[0][1] == 1
+    assert len(tally.read_text().splitlines()) == 36
+    assert {attempt["host"] for attempt in done} == {"node-a", "node-b"}  # each tile says where it ran
+
+    assert "locks: lease" in b.run("status").stdout
+    report = b.run("report").stdout
+    assert "node-a" in report and "node-b" in report
+    b.run("reduce")
+    assert np.array_equal(np.load(shared / "outputs" / "stitched.npy"), serial_reference(STEP))
+
+
+def test_a_node_that_dies_mid_tile_gives_its_tile_back_when_its_lease_runs_out(two_nodes, project, serial_reference):
+    shared, (a, b) = two_nodes
+    for node in (a, b):
+        node.env["JOBRUNNER_LEASE_SECONDS"] = "2"
+    a.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
+    doomed = b.start("work")
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    claims = shared / "jobs" / "locks"
+    while not list(claims.glob("*.claim")):
+        assert time.monotonic() < deadline, "node-b never claimed a job"
+        time.sleep(0.02)
+    doomed.send_signal(signal.SIGKILL)  # node-b is gone: node-a cannot see its processes
+    wait(doomed)
+    started = time.monotonic()
+    a.run("work")
+    assert time.monotonic() - started >= 2 - 0.5  # it had to wait out the lease
+    records = _records(shared)
+    lost = [r for r in records.values() if any(x["outcome"] == "lost" for x in r["attempts"])]
+    assert len(lost) == 1
+    outcomes = [(x["host"], x["outcome"]) for x in lost[0]["attempts"]]
+    assert outcomes == [("node-b", "lost"), ("node-a", "done")], outcomes
+    assert not list(shared.rglob("*.partial"))
+    a.run("reduce")
+    assert np.array_equal(np.load(shared / "outputs" / "stitched.npy"), serial_reference(STEP))
