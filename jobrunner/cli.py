@@ -250,7 +250,7 @@ def supervise(
             "--job-timeout",
             metavar="SECONDS",
             help="End a job's process when the job runs longer than this, and put the job back (counted as a "
-            "failed attempt against --retries). Other jobs in flight are restarted.",
+            "failed attempt against --retries). Other jobs in flight are restarted. With --executor process only.",
             show_default=False,
         ),
     ] = None,
