@@ -8,7 +8,7 @@
 # until `sinfo` says the node is idle (about 6 s from cold). Safe to run again: a Slurm that
 # already answers is left as it is.
 #
-# MPI and Dask need no system service: the test extras install them into .venv (`jobrunner[mpi]`,
+# Also installs bindfs (FUSE) for the shared-disk tests. MPI and Dask need no system service: the test extras install them into .venv (`jobrunner[mpi]`,
 # `jobrunner[dask]`), and the tests start their own mpiexec and Dask scheduler and workers.
 set -euo pipefail
 
@@ -17,6 +17,14 @@ conf=/etc/slurm/slurm.conf
 marker="# written by jobrunner scripts/engines.sh"
 
 node_state() { timeout 10 sinfo -h -o %T 2>/dev/null | head -n1 || true; }
+
+# bindfs (FUSE): two mounts of one folder stand in for two machines sharing a disk whose locks do
+# not reach across (tests/test_shared_disk.py). About 3 MB.
+if [ "$(id -u)" = 0 ] && ! command -v bindfs >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 bindfs >/dev/null
+  echo "engines: installed bindfs"
+fi
 
 if command -v sinfo >/dev/null && [[ "$(node_state)" =~ ^(idle|mixed|allocated) ]]; then
   echo "engines: Slurm is already up ($(node_state))"

@@ -14,15 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROCESS_TIMEOUT, Project, wait
+from conftest import PROCESS_TIMEOUT, Project, engine_missing, wait
 from filelock import FileLock, Timeout
 
 STEP = 0.02
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("bindfs") or not shutil.which("unshare") or not os.path.exists("/dev/fuse"),
-    reason="needs root, bindfs (apt-get install bindfs fuse3), unshare and /dev/fuse: scripts/engines.sh installs them",
-)
+
+@pytest.fixture(autouse=True)
+def _needs_fuse_and_namespaces() -> None:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists("/dev/fuse"):
+        pytest.skip("simulating two machines needs root (mounts, hostnames), unshare(1) and /dev/fuse")
+    if not shutil.which("bindfs"):
+        engine_missing("bindfs is not installed: `bash scripts/engines.sh` (as root) installs it with fuse3")
 
 
 class Node:
