@@ -322,7 +322,12 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # alive, another user's
-    return True
+    # A killed worker whose parent has not reaped it yet is a zombie: kill(0) finds it, but it
+    # holds nothing and will never finish its tile.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # -- choosing a mode ---------------------------------------------------------------------------------

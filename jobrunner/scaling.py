@@ -14,6 +14,7 @@ import csv
 import io
 import math
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -174,6 +175,21 @@ def memory_verdict(workers: int, worker_bytes: int, memory_bytes: int) -> str | 
     return None
 
 
+#: Open files the parent holds per pool process (its pipes and sentinel), and for everything else.
+FILES_PER_WORKER, FILES_BASE = 3, 16
+
+
+def descriptor_verdict(workers: int, open_files_allowed: int) -> str | None:
+    """Why a pool of ``workers`` would run out of file descriptors (``ulimit -n``), or None.
+
+    Running out in the middle of starting a pool can hang the interpreter, so stop before.
+    """
+    need = FILES_BASE + FILES_PER_WORKER * workers
+    if need > open_files_allowed:
+        return f"would need ~{need} open files of {open_files_allowed} allowed (raise `ulimit -n`)"
+    return None
+
+
 def time_serial(plan: Plan) -> float:
     """The whole grid in this process, by the plan's kernel: the baseline of the study."""
     started = time.perf_counter()
@@ -216,7 +232,9 @@ def run_scale(
     study = ScaleStudy(plan, os.cpu_count() or 1, serial, worker_bytes, memory)
     scratch = Path(scratch or tempfile.gettempdir())
     for count in workers:
-        verdict = memory_verdict(count, worker_bytes, memory)
+        verdict = descriptor_verdict(count, resource.getrlimit(resource.RLIMIT_NOFILE)[0]) or memory_verdict(
+            count, worker_bytes, memory
+        )
         if verdict:
             study.stop_reason = f"stopped before {count} workers: {verdict}"
             emit(ScaleEvent("stop", count, message=study.stop_reason))

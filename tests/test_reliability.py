@@ -82,7 +82,8 @@ def test_chaos_kills_workers_and_pool_processes_again_and_again(project, serial_
             os.kill(rng.choice(children), signal.SIGKILL)
             kills["pool process"] += 1
         elif alive:
-            rng.choice(alive).kill()
+            victim = rng.choice(alive)
+            victim.kill()  # not reaped until the end: a zombie must not pass for a live worker
             kills["work"] += 1
             workers.append(project.start("work"))  # and a new worker takes its place
     code, stdout, stderr = wait(supervisor)

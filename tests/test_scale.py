@@ -40,26 +40,44 @@ def test_a_short_study_writes_its_csv_and_figure_and_stops_at_the_memory_limit(p
     assert "stopped before 64 workers" in result.stderr
 
 
-def test_a_run_that_fails_becomes_a_row_with_its_error(project):
-    """A file-descriptor limit lower than the pool needs: the run fails, the study records it."""
-    project.env["PYTHONPATH"] = project.env["PYTHONPATH"]
-    script = (
-        "import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)); "
-        "sys.argv = ['jobrunner', 'scale', '--step', '0.05', '--workers', '1,64', '--repeat', '1', "
-        "'--kernel', 'numpy', '--tiles', '8x8']; from jobrunner.cli import main; main()"
-    )
+def _scale_in_process(project, preamble: str, *args: str):
     import subprocess
     import sys
 
-    result = subprocess.run(
+    command = f"import sys; sys.argv = ['jobrunner', 'scale', *{list(args)!r}]; from jobrunner.cli import main; main()"
+    script = f"{preamble}; {command}"
+    return subprocess.run(
         [sys.executable, "-c", script], cwd=project.root, env=project.env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_run_that_fails_becomes_a_row_with_its_error(project):
+    """Tiles that fail in the pool processes (not in the serial baseline): the study records the run."""
+    result = _scale_in_process(
+        project,
+        "import os; os.environ['JR_TEST_PARENT_PID'] = str(os.getpid())",
+        *("--step", "0.05", "--workers", "1,2", "--repeat", "1", "--kernel", "jr_test_kernels:fails_in_workers"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = list(csv.DictReader((project.outputs / "scale.csv").open()))
+    assert rows[0]["workers"] == "1" and rows[0]["outcome"] == "failed"
+    assert "jobs failed" in rows[0]["note"]
+    assert rows[-1]["outcome"] == "stopped" and "stopped at 1 workers" in rows[-1]["note"]
+
+
+def test_too_few_file_descriptors_for_the_pool_stop_the_study_before_it(project):
+    """`ulimit -n 40`: 64 pool processes would run out of file descriptors, so the study stops before."""
+    result = _scale_in_process(
+        project,
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))",
+        *("--step", "0.05", "--workers", "1,64", "--repeat", "1", "--kernel", "numpy", "--tiles", "8x8"),
     )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((project.outputs / "scale.csv").open()))
     assert rows[0]["workers"] == "1" and rows[0]["outcome"] == "ok"
-    assert rows[1]["workers"] == "64" and rows[1]["outcome"] == "failed"
-    assert "Too many open files" in rows[1]["note"] or "OSError" in rows[1]["note"]
-    assert rows[-1]["outcome"] == "stopped" and "stopped at 64 workers" in rows[-1]["note"]
+    assert "stopped before 64 workers: would need ~208 open files of 40 allowed" in result.stderr
+    assert rows[-1]["outcome"] == "stopped"
 
 
 def test_the_stopping_rule_and_parsers():

@@ -70,3 +70,12 @@ def counted(x, y, sigma=1.0, tally="", delay=0.0):
         finally:
             os.close(fd)
     return gaussian_numpy(x, y, sigma)
+
+
+def fails_in_workers(x, y, sigma=1.0):
+    """The Gaussian in the process named by $JR_TEST_PARENT_PID, and on the tile at the grid's first
+    row (``scale`` measures a worker's memory on it); an error on any other tile in any other process."""
+    in_parent = str(os.getpid()) == os.environ.get("JR_TEST_PARENT_PID")
+    if x.size * y.size > 6 and not in_parent and x.ravel()[0] != -2.0:
+        raise RuntimeError("this kernel fails in pool processes, on purpose")
+    return gaussian_numpy(x, y, sigma)
