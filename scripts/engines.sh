@@ -8,7 +8,8 @@
 # until `sinfo` says the node is idle (about 6 s from cold). Safe to run again: a Slurm that
 # already answers is left as it is.
 #
-# Also installs bindfs (FUSE) for the shared-disk tests. MPI and Dask need no system service: the test extras install them into .venv (`jobrunner[mpi]`,
+# Also installs bindfs (FUSE) for the shared-disk tests.
+# MPI and Dask need no system service: the test extras install them into .venv (`jobrunner[mpi]`,
 # `jobrunner[dask]`), and the tests start their own mpiexec and Dask scheduler and workers.
 set -euo pipefail
 
