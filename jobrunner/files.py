@@ -14,11 +14,20 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.paths import SpoolPaths, writer_tag
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``target`` through ``write(file)`` under a partial name, then rename it into place."""
-    partial = SpoolPaths.partial(target, writer_tag())
+def write_atomically(target: Path, write: Callable[[BinaryIO], None], partial: Path | None = None) -> None:
+    """Write ``target`` through ``write(file)`` under a partial name, then rename it into place.
+
+    ``partial``: where to write it first (same filesystem), if not beside ``target``; its folder
+    is created when missing (a writer's scratch folder, see :meth:`SpoolPaths.scratch`).
+    """
+    partial = SpoolPaths.partial(target, writer_tag()) if partial is None else partial
     try:
-        with open(partial, "wb") as file:
+        try:
+            file = open(partial, "wb")
+        except FileNotFoundError:
+            partial.parent.mkdir(exist_ok=True)  # first use, or swept as empty since
+            file = open(partial, "wb")
+        with file:
             write(file)
         os.replace(partial, target)
     except BaseException:
@@ -27,8 +36,8 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def write_text(target: Path, text: str) -> None:
-    write_atomically(target, lambda file: file.write(text.encode()))
+def write_text(target: Path, text: str, partial: Path | None = None) -> None:
+    write_atomically(target, lambda file: file.write(text.encode()), partial)
 
 
 def ensure_folder(path: Path, role: str, option: str) -> None:

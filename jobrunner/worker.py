@@ -21,7 +21,7 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.locking import Hold
 from jobrunner.paths import writer_tag
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord
-from jobrunner.spool import Spool
+from jobrunner.spool import JobStatus, Spool
 from jobrunner.stopping import DRAINING, Deadline, drain_requested, next_tile_fits, overrun_message
 
 #: What one call of :func:`attempt_job` came to.
@@ -187,6 +187,7 @@ def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> O
                 conclude(WILL_RETRY)
             except JobRunnerError:
                 pass  # the spool's disk refuses the record too: the error being raised says what to fix
+            spool.remove_scratch(attempt.writer)  # this worker stops here: leave no empty folders behind
         raise
 
 
@@ -227,6 +228,10 @@ class Run:
         self.durations = [
             a.seconds for s in statuses if s.record for a in s.record.attempts if a.outcome == DONE and a.seconds
         ]
+        # Each look at the whole spool reads every record, so none is wasted: this one serves the
+        # first pass, and the one that finds nothing left to claim serves the final totals.
+        self._unused_scan: list[JobStatus] | None = statuses
+        self._last_scan: list[JobStatus] | None = None
         self.rounds_waited = 0
         self._new_pass()
 
@@ -240,6 +245,15 @@ class Run:
             if not next_tile_fits(time.time(), self.deadline, self.durations):
                 self.summary.stopped = overrun_message(self.deadline, self.durations)
         return not self.stopped
+
+    def claimable(self) -> list[str]:
+        """The jobs to try in the next pass, judged from the records (a held one is skipped at claim time)."""
+        scan, self._unused_scan = self._unused_scan, None
+        if scan is None:
+            scan = self.spool.statuses(probe_locks=False)
+        claimable = [s.id for s in scan if s.state not in (DONE, FAILED)]
+        self._last_scan = None if claimable else scan  # nothing left: these are the final totals
+        return claimable
 
     def _new_pass(self) -> None:
         self.claimed_any, self.busy = False, []
@@ -274,11 +288,13 @@ class Run:
 
     def finish(self) -> WorkSummary:
         """The spool-wide totals at the end: every job done, or which ones failed."""
-        final = self.spool.statuses(probe_locks=False)
+        final = self._last_scan if self._last_scan is not None else self.spool.statuses(probe_locks=False)
         self.summary.done = sum(s.state == DONE for s in final)
         self.summary.failed = [s.id for s in final if s.state == FAILED]
         if self.summary.done == self.summary.total:
             self.spool.sweep_partials()
+        else:
+            self.spool.remove_empty_scratch()
         self.summary.seconds = time.perf_counter() - self.started
         return self.summary
 
@@ -295,7 +311,7 @@ def work(
     run = Run(spool, retries, retry_failed, on_progress, deadline)
     run.report()
     while not run.stopped:
-        for job_id in _rotated(spool.claimable()):
+        for job_id in _rotated(run.claimable()):
             if not run.time_for_another():
                 break
             run.record(attempt_job(spool, job_id, retries))

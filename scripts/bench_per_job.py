@@ -6,7 +6,13 @@ draining spools of N one-cell jobs and reports the marginal cost per job, (T(N) 
 number of workers: the protocol cost per job per worker (target <= 1 ms on a local disk).  It
 also compares 10,000 jobs with 100 (target: within 1.5x per job).
 
-    python scripts/bench_per_job.py [--jobs 100,1000,10000]
+The floor, measured in the same run: the file operations every job needs, done by bare system
+calls in a loop with no Python framework around them (W processes, each its share of the
+jobs): take and drop a flock on the job's lock file, read its spec, write a tile and a record
+to a scratch name and rename each into place.  jobrunner's cost is printed against it; what
+it adds above the floor is its own (filelock, JSON records, checks).
+
+    python scripts/bench_per_job.py [--jobs 100,1000,10000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +28,29 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
+
+FLOOR = """
+import fcntl, json, os, sys, time
+spool, out, share, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ids = sorted(name[:-5] for name in os.listdir(spool + "/specs"))[share::workers]
+tile = bytes(136)  # a one-cell .npy: 128 bytes of header and one float64
+for sub in ("locks", "tiles", "records"):
+    os.makedirs(f"{out}/{sub}/.{share}.partial", exist_ok=True)
+started = time.perf_counter()
+for job in ids:
+    fd = os.open(f"{out}/locks/{job}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(f"{spool}/specs/{job}.json") as spec:
+        json.loads(spec.read())
+    for sub, data in (("tiles", tile), ("records", json.dumps({"id": job, "state": "done"}).encode())):
+        partial = f"{out}/{sub}/.{share}.partial/{job}"
+        with open(partial, "wb") as file:
+            file.write(data)
+        os.replace(partial, f"{out}/{sub}/{job}")
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+print(time.perf_counter() - started)
+"""
 
 
 def plan(folder: Path, jobs: int) -> dict:
@@ -73,24 +103,50 @@ def drain(mode: str, workers: int, jobs: int) -> float:
         return time.perf_counter() - started
 
 
+def floor(workers: int, jobs: int) -> float:
+    """Seconds per job per worker for the bare file operations, ``workers`` processes at once."""
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        plan(folder, jobs)
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", FLOOR, str(folder / "jobs"), str(folder / "floor"), str(k), str(workers)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(workers)
+        ]
+        loops = [float(p.communicate()[0]) for p in processes]
+        return max(loops) / jobs * workers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="100,1000,10000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating with the floor; medians")
     args = parser.parse_args()
     sizes = [int(n) for n in args.jobs.split(",")]
     print(
-        f"{'mode':10s} {'workers':>7s} {'jobs':>7s} {'wall s':>8s} {'jobs/s':>8s} {'ms/job':>7s} {'ms/job/worker':>14s}"
+        f"{'mode':10s} {'workers':>7s} {'jobs':>7s} {'wall s':>8s} {'jobs/s':>8s} {'ms/job':>7s} "
+        f"{'ms/job/worker':>14s} {'floor':>7s} {'ratio':>6s} {'above floor':>12s}"
     )
     for mode in ("supervise", "work"):
         for workers in (1, 2):
             base = drain(mode, workers, 1)
             per_job = {}
             for jobs in sizes:
-                wall = drain(mode, workers, jobs)
+                # The disk's cost of making a file swings 3x from minute to minute here: each run
+                # of jobrunner is paired with a run of the floor just before it.
+                floors, walls = [], []
+                for _ in range(args.repeat):
+                    floors.append(floor(workers, jobs))
+                    walls.append(drain(mode, workers, jobs))
+                wall, bare = statistics.median(walls), statistics.median(floors)
                 per_job[jobs] = (wall - base) / (jobs - 1)
+                cost = per_job[jobs] * workers
                 print(
                     f"{mode:10s} {workers:7d} {jobs:7d} {wall:8.2f} {jobs / wall:8.0f} {per_job[jobs] * 1e3:7.3f} "
-                    f"{per_job[jobs] * workers * 1e3:14.3f}",
+                    f"{cost * 1e3:14.3f} {bare * 1e3:7.3f} {cost / bare:5.2f}x {(cost - bare) * 1e3:9.3f} ms",
                     flush=True,
                 )
             if len(sizes) > 1:

@@ -108,6 +108,7 @@ def test_a_kernel_returning_the_wrong_shape_fails_its_jobs(project):
     project.run("plan", "--step", STEP, "--tiles", "1x1", "--kernel", "jr_test_kernels:wrong_shape")
     assert project.run("work", "--retries", "0", check=False).returncode == 1
     assert "expected a float array of shape (200, 200)" in project.records()["tile-r000-c000"]["attempts"][0]["error"]
+    assert project.leftovers() == [], "a run that ends with failures leaves no folders of partials"
 
 
 @pytest.mark.parametrize("verb", ["work", "supervise"])
@@ -184,8 +185,10 @@ def test_a_record_that_names_another_job_is_refused(project):
 
 def test_partials_orphaned_by_a_kill_are_swept_when_the_spool_is_finished(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
-    orphan = project.spool / "records" / ".tile-r000-c000.json.deadhost-12345.partial"
-    orphan.write_text("{")
+    scratch = project.spool / "records" / ".deadhost-12345.partial"  # a killed writer's own folder
+    scratch.mkdir()
+    (scratch / "tile-r000-c000.json").write_text("{")
+    (project.spool / "records" / ".tile-r000-c001.json.deadhost-12345.partial").write_text("{")  # beside its target
     project.run("work")
     assert project.leftovers() == []
 
