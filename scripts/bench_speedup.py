@@ -1,8 +1,15 @@
 """Benchmark 2: `jobrunner supervise --workers 2` against `jobrunner serial`, loop kernel, step 0.001.
 
-The serial time is the loop alone, as `jobrunner serial` reports it; the parallel time is the
-whole `jobrunner supervise` command, Python start-up and pool included (plan is run before and
-not counted).  Runs alternate; the ratio of medians is printed.
+The serial time is the loop alone, as `jobrunner serial` reports it.  The parallel time is
+measured twice, on the same plan (run before and not counted):
+
+* the whole `jobrunner supervise` command, Python start-up and imports included (about 0.3 s
+  here), which the serial figure does not include: the strict ratio;
+* the `supervise()` call of the library in a script, pool start and every tile's protocol
+  included, after the imports: timed the way a hand-written pool script times its pool, and
+  the way the serial loop is timed.
+
+Runs alternate; the ratios of medians are printed.
 
     python scripts/bench_speedup.py [--step 0.001] [--workers 2] [--repeat 3]
 """
@@ -19,6 +26,16 @@ import time
 
 JOBRUNNER = [sys.executable, "-m", "jobrunner"]
 
+LIBRARY_CALL = """
+import sys, time
+from jobrunner import Spool, supervise
+spool = Spool.open("jobs", "outputs")
+started = time.perf_counter()
+summary = supervise(spool, workers=int(sys.argv[1]))
+assert summary.ok and summary.done == summary.total
+print(time.perf_counter() - started)
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,32 +44,36 @@ def main() -> None:
     parser.add_argument("--tiles", default="4x4")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    serial, parallel = [], []
+    serial, command, call = [], [], []
+    plan = [*JOBRUNNER, "plan", "--step", args.step, "--tiles", args.tiles]
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as folder:
             out = subprocess.run(
                 [*JOBRUNNER, "serial", "--step", args.step], cwd=folder, check=True, capture_output=True, text=True
             )
             serial.append(float(re.search(r"points: ([\d.]+) s", out.stdout).group(1)))
-            subprocess.run(
-                [*JOBRUNNER, "plan", "--step", args.step, "--tiles", args.tiles],
-                cwd=folder,
-                check=True,
-                capture_output=True,
-            )
+        with tempfile.TemporaryDirectory() as folder:
+            subprocess.run(plan, cwd=folder, check=True, capture_output=True)
             started = time.perf_counter()
             subprocess.run(
                 [*JOBRUNNER, "supervise", "--workers", args.workers], cwd=folder, check=True, capture_output=True
             )
-            parallel.append(time.perf_counter() - started)
+            command.append(time.perf_counter() - started)
+        with tempfile.TemporaryDirectory() as folder:
+            subprocess.run(plan, cwd=folder, check=True, capture_output=True)
+            library = [sys.executable, "-c", LIBRARY_CALL, args.workers]
+            call.append(float(subprocess.run(library, cwd=folder, check=True, capture_output=True, text=True).stdout))
         print(
-            f"  serial loop {serial[-1]:6.2f} s   supervise --workers {args.workers} {parallel[-1]:6.2f} s", flush=True
+            f"  serial loop {serial[-1]:6.2f} s   supervise --workers {args.workers} {command[-1]:6.2f} s   "
+            f"supervise() {call[-1]:6.2f} s",
+            flush=True,
         )
-    speedup = statistics.median(serial) / statistics.median(parallel)
-    print(
-        f"step {args.step}, tiles {args.tiles}: speedup {speedup:.3f} with {args.workers} workers "
-        f"(target >= 1.9 on 2 cores; the limit is 2.0)"
-    )
+    for what, times in (("the whole supervise command", command), ("the supervise() call", call)):
+        speedup = statistics.median(serial) / statistics.median(times)
+        print(
+            f"step {args.step}, tiles {args.tiles}, {args.workers} workers, {what}: speedup {speedup:.3f} "
+            "(target >= 1.9 on 2 cores; the limit is 2.0)"
+        )
 
 
 if __name__ == "__main__":
