@@ -10,9 +10,11 @@ dask       ``distributed.Client`` of a running Dask scheduler           whatever
 =========  ==========================================================  ==========================
 
 Every executor runs :func:`jobrunner.worker.attempt_job` on the far side, so the claim protocol
-is the same under all of them.  The process pool opens the spool once per process in its
+is the same under all of them.  A future carries a batch of jobs, run one after another: one
+job each, unless tiles are quick enough for the futures themselves to cost more than the tiles
+(see :func:`jobrunner.supervisor.batch_size`).  The process pool opens the spool once per process in its
 initializer; MPI ranks and Dask workers are separate programs started by someone else, so
-they get :func:`run_job`, a module-level function given the spool's folders, which opens the
+they get :func:`run_jobs`, a module-level function given the spool's folders, which opens the
 spool itself (once per process).  mpi4py and distributed are imported only when asked for.
 
 How each one stops on Ctrl-C or SIGTERM: the process pool stops the jobs in flight, which
@@ -39,7 +41,7 @@ EXECUTORS = ("process", "mpi", "dask")
 
 
 class Executor:
-    """What ``supervise`` needs of an engine: submit one job, collect outcomes, stop."""
+    """What ``supervise`` needs of an engine: submit a batch of jobs, collect their outcomes, stop."""
 
     name = ""
     #: Exceptions from ``result()`` that mean the engine lost a worker: start afresh, the run goes on.
@@ -55,13 +57,14 @@ class Executor:
     def size_for(self, jobs: int) -> None:
         """Told before each pass how many jobs it will get."""
 
-    def submit(self, job_id: str, retries: int) -> Future:
+    def submit(self, job_ids: list[str], retries: int) -> Future:
+        """A future of the batch's outcomes, in order."""
         raise NotImplementedError
 
     def as_completed(self, futures: Iterable, timeout: float | None = None) -> Iterable:
         return as_completed(futures, timeout=timeout)
 
-    def end_overdue(self, futures: dict[Future, str], remaining: set[Future], job_timeout: float) -> list[str]:
+    def end_overdue(self, futures: dict[Future, list[str]], remaining: set[Future], job_timeout: float) -> list[str]:
         """End the jobs in flight that ran past ``job_timeout`` (``--job-timeout``); their ids."""
         return []
 
@@ -107,13 +110,13 @@ def _missing(extra: str, module: str, error: ImportError) -> JobRunnerError:
 _opened: dict[tuple[str, str], Spool] = {}
 
 
-def run_job(spool_dir: str, outputs_dir: str, lock: str, job_id: str, retries: int, via: str) -> Outcome:
-    """One job, in a process that opens the spool itself (module level, so it pickles by name)."""
+def run_jobs(spool_dir: str, outputs_dir: str, lock: str, job_ids: list[str], retries: int, via: str) -> list[Outcome]:
+    """A batch of jobs, in a process that opens the spool itself (module level, so it pickles by name)."""
     key = (spool_dir, outputs_dir)
     if key not in _opened:
         _opened[key] = Spool.open(spool_dir, outputs_dir, lock)
     worker.LAUNCHED_BY = via
-    return attempt_job(_opened[key], job_id, retries)
+    return [attempt_job(_opened[key], job_id, retries) for job_id in job_ids]
 
 
 # -- process: a local pool ------------------------------------------------------------------------
@@ -136,11 +139,11 @@ def _exit_now(signum, frame):
     raise SystemExit(128 + signum)  # unwinds attempt_job, which records the attempt as interrupted
 
 
-def run_pool_job(job_id: str, retries: int) -> Outcome:
-    """What a pool process runs for one job (module level, so it pickles)."""
+def run_pool_jobs(job_ids: list[str], retries: int) -> list[Outcome]:
+    """What a pool process runs for a batch of jobs (module level, so it pickles)."""
     assert _spool_in_this_process is not None, "pool process started without _start_pool_process"
     try:
-        return attempt_job(_spool_in_this_process, job_id, retries)
+        return [attempt_job(_spool_in_this_process, job_id, retries) for job_id in job_ids]
     except SystemExit as stop:
         # Told to stop: the attempt is recorded as interrupted by now.  Exit at once rather than go
         # back to the pool's call queue, which may still hold jobs queued before the cancel.
@@ -177,7 +180,7 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             self._size = max(1, min(self._workers, jobs))
 
-    def submit(self, job_id: str, retries: int) -> Future:
+    def submit(self, job_ids: list[str], retries: int) -> Future:
         if self._pool is None:
             paths = self.spool.paths
             self._pool = ProcessPoolExecutor(
@@ -186,9 +189,9 @@ class ProcessExecutor(Executor):
                 initializer=_start_pool_process,
                 initargs=(str(paths.spool), str(paths.outputs), self.spool.locking.mode),
             )
-        return self._pool.submit(run_pool_job, job_id, retries)
+        return self._pool.submit(run_pool_jobs, job_ids, retries)
 
-    def end_overdue(self, futures: dict[Future, str], remaining: set[Future], job_timeout: float) -> list[str]:
+    def end_overdue(self, futures: dict[Future, list[str]], remaining: set[Future], job_timeout: float) -> list[str]:
         """SIGKILL the pool process of each job in flight that has run past ``job_timeout``; their ids."""
         ours = set(getattr(self._pool, "_processes", {}))  # the pool's pids (see stop)
         ended = []
@@ -196,11 +199,13 @@ class ProcessExecutor(Executor):
         for future in remaining:
             if not future.running():  # queued: not started in any process yet
                 continue
-            job_id = futures[future]
-            claim = self.spool.read_claim(job_id)
-            if claim is not None and claim.pid in ours and now - claim.started > job_timeout:
-                os.kill(claim.pid, signal.SIGKILL)
-                ended.append(job_id)
+            for job_id in futures[future]:  # the batch's job in flight is the one a pool process claims
+                claim = self.spool.read_claim(job_id)
+                if claim is not None and claim.pid in ours:
+                    if now - claim.started > job_timeout:
+                        os.kill(claim.pid, signal.SIGKILL)
+                        ended.append(job_id)
+                    break
         return ended
 
     def renew(self) -> None:
@@ -250,10 +255,10 @@ class MPIExecutor(Executor):
     def workers(self) -> int:
         return self._workers
 
-    def submit(self, job_id: str, retries: int) -> Future:
+    def submit(self, job_ids: list[str], retries: int) -> Future:
         paths = self.spool.paths
         return self._pool.submit(
-            run_job, str(paths.spool), str(paths.outputs), self.spool.locking.mode, job_id, retries, "mpi"
+            run_jobs, str(paths.spool), str(paths.outputs), self.spool.locking.mode, job_ids, retries, "mpi"
         )
 
     def stop(self) -> None:
@@ -290,12 +295,12 @@ class DaskExecutor(Executor):
     def workers(self) -> int:
         return len(self._client.scheduler_info().get("workers", {}))
 
-    def submit(self, job_id: str, retries: int) -> Future:
+    def submit(self, job_ids: list[str], retries: int) -> Future:
         paths = self.spool.paths
         # pure=False: the same job submitted again (another pass) must run again, not reuse a result.
         lock = self.spool.locking.mode
         return self._client.submit(
-            run_job, str(paths.spool), str(paths.outputs), lock, job_id, retries, "dask", pure=False
+            run_jobs, str(paths.spool), str(paths.outputs), lock, job_ids, retries, "dask", pure=False
         )
 
     def as_completed(self, futures: Iterable, timeout: float | None = None) -> Iterator:

@@ -2,10 +2,16 @@
 
 Data flow::
 
-    parent: scan the spool -> submit(job) for each claimable job -> as_completed -> .result()
-                                   |                                          ^
-    pool process, MPI rank         +--> attempt_job(spool, id)  (claim, compute, publish, record)
-    or Dask worker:                          returns a small Outcome, never the array
+    parent: scan the spool -> submit(batch) for the claimable jobs -> as_completed -> .result()
+                                   |                                            ^
+    pool process, MPI rank         +--> attempt_job(spool, id) for each job of the batch
+    or Dask worker:                     (claim, compute, publish, record): small Outcomes, never arrays
+
+A batch is one job, unless tiles are quick: the executor costs the parent about 0.3 ms of CPU per
+future here, so a future per millisecond tile would nearly double the run (two pool processes
+and the parent share two cores).  Then a batch holds about :data:`BATCH_SECONDS` of tiles,
+judged by the tiles finished so far (on a new spool, a first wave of one job per worker times
+them), and there are still at least :data:`BATCHES_PER_WORKER` futures per worker.
 
 The executor is a local ``ProcessPoolExecutor`` by default, or MPI or Dask
 (:mod:`jobrunner.executors`).  Whichever it is, the same claim protocol as ``jobrunner work``
@@ -25,6 +31,7 @@ attempt as ``timed-out`` (counted against ``--retries``) and carries on with a n
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -36,6 +43,27 @@ from jobrunner.worker import FAILED_FOR_GOOD, WILL_RETRY, Outcome, Progress, Run
 
 #: A pool that breaks this many times in a row without finishing a tile is a problem to report.
 MAX_BROKEN_POOLS = 5
+
+#: Seconds of tiles per future when tiles are quick: enough to hide the future's own cost, short
+#: enough that progress still moves smoothly and a Ctrl-C leaves little to redo.
+BATCH_SECONDS = 0.05
+#: At least this many futures per worker, so that the workers' last batches end together.
+BATCHES_PER_WORKER = 4
+#: A new spool with more jobs than this per worker runs one job per worker first, to time them.
+FIRST_WAVE_ABOVE = 32
+
+
+def batch_size(jobs: int, workers: int, durations: list[float]) -> int:
+    """Jobs per future for a pass over ``jobs`` jobs, given the durations of tiles finished so far."""
+    if not durations:
+        return 1
+    typical = statistics.median(durations)
+    by_time = int(BATCH_SECONDS / typical) if typical > 0 else jobs
+    return max(1, min(by_time, jobs // (workers * BATCHES_PER_WORKER)))
+
+
+def batches(job_ids: list[str], size: int) -> list[list[str]]:
+    return [job_ids[start : start + size] for start in range(0, len(job_ids), size)]
 
 
 def supervise(
@@ -61,7 +89,11 @@ def supervise(
     try:
         while pending:
             engine.size_for(len(pending))
-            futures = {engine.submit(job_id, retries): job_id for job_id in pending}
+            workers, later = max(1, engine.workers), []  # a Dask cluster may have no workers yet
+            if not run.durations and len(pending) > workers * FIRST_WAVE_ABOVE:
+                pending, later = pending[:workers], pending[workers:]  # time a few tiles first
+            size = batch_size(len(pending), workers, run.durations)
+            futures = {engine.submit(batch, retries): batch for batch in batches(pending, size)}
             run.report()  # after the first submit: a process pool has forked by now
             timed_out: list[str] = []
             try:
@@ -70,9 +102,9 @@ def supervise(
                     try:
                         for future in engine.as_completed(remaining, timeout=_check_interval(job_timeout)):
                             remaining.discard(future)
-                            outcome = future.result()
-                            broken_in_a_row = 0 if outcome.claimed else broken_in_a_row
-                            run.record(outcome)
+                            for outcome in future.result():
+                                broken_in_a_row = 0 if outcome.claimed else broken_in_a_row
+                                run.record(outcome)
                     except FuturesTimeout:  # only with a job timeout: time to look for stuck jobs
                         timed_out += engine.end_overdue(futures, remaining, job_timeout)
             except engine.broken:
@@ -93,6 +125,9 @@ def supervise(
                         "memory): see `jobrunner status`, try fewer --workers"
                     ) from None
                 run.claimed_any = True
+            if later and not run.stopped:  # the rest of this pass, in batches sized by the first wave
+                pending = later
+                continue
             if not run.another_pass():
                 break
             pending = run.claimable()

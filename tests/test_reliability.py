@@ -17,6 +17,7 @@ import pytest
 from conftest import PROCESS_TIMEOUT, wait
 
 from jobrunner.locking import Mount, choose_mode, find_mount
+from jobrunner.supervisor import BATCHES_PER_WORKER, batch_size, batches
 
 STEP = 0.02  # a 200 x 200 grid
 
@@ -325,6 +326,16 @@ def test_supervise_job_timeout_ends_a_stuck_job_and_puts_it_back(project, tmp_pa
 
 
 # -- 5. exactly once under contention -----------------------------------------------------------------
+
+
+def test_the_pool_gets_batches_of_jobs_only_when_tiles_are_quick():
+    assert batch_size(2500, 2, []) == 1  # nothing timed yet: one job per future
+    assert batch_size(2500, 2, [1.0, 1.2, 0.9]) == 1  # lab-sized tiles
+    assert batch_size(2500, 2, [0.001] * 5) == 50  # millisecond tiles: about 50 ms per future
+    assert batch_size(40, 2, [0.001] * 5) == 40 // (2 * BATCHES_PER_WORKER)  # still futures for every worker
+    assert batch_size(3, 2, [0.0] * 5) == 1
+    jobs = [f"tile-r000-c{c:03d}" for c in range(7)]
+    assert batches(jobs, 3) == [jobs[0:3], jobs[3:6], jobs[6:7]]
 
 
 @pytest.mark.slow
