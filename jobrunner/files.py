@@ -22,18 +22,24 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], partial: P
     """
     partial = SpoolPaths.partial(target, writer_tag()) if partial is None else partial
     try:
-        try:
-            file = open(partial, "wb")
-        except FileNotFoundError:
-            partial.parent.mkdir(exist_ok=True)  # first use, or swept as empty since
-            file = open(partial, "wb")
-        with file:
+        with _open_making_folder(partial) as file:
             write(file)
         os.replace(partial, target)
     except BaseException:
         with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
             partial.unlink(missing_ok=True)
         raise
+
+
+def _open_making_folder(partial: Path) -> BinaryIO:
+    """Open ``partial`` for writing; make its folder if it is missing (first use, or removed as
+    empty by a worker ending its run: that can happen again between our mkdir and our open)."""
+    for _ in range(4):
+        try:
+            return open(partial, "wb")
+        except FileNotFoundError:
+            partial.parent.mkdir(exist_ok=True)
+    return open(partial, "wb")
 
 
 def write_text(target: Path, text: str, partial: Path | None = None) -> None:

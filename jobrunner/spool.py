@@ -369,7 +369,7 @@ class Spool:
                     if partial.is_dir():
                         swept += len(os.listdir(partial))
                         shutil.rmtree(partial)
-                    else:
+                    elif folder != self.paths.locks:  # there, a lease being broken is set aside (locking)
                         partial.unlink()
                         swept += 1
         return swept
@@ -378,7 +378,7 @@ class Spool:
         """Remove the writers' scratch folders that are empty (at the end of a run; one listing per folder).
 
         Safe while other workers run: ``rmdir`` removes only an empty folder, and a writer whose
-        scratch folder has gone makes it again.
+        scratch folder has gone makes it again before it writes.
         """
         for folder in self._scratch_holders():
             for scratch in folder.glob(".*.partial"):
@@ -399,6 +399,7 @@ class Spool:
         for partial in (
             self.paths.tile_partial(job_id, writer),
             self.paths.record_partial(job_id, writer),
+            self.paths.claim_partial(job_id, writer),
         ):
             with suppress(OSError):  # a read-only disk: nothing can have been half-written since
                 partial.unlink(missing_ok=True)

@@ -85,13 +85,14 @@ def supervise(
     engine = open_executor(executor, spool, workers, scheduler, job_timeout)
     run = Run(spool, retries, retry_failed, on_progress)
     pending = [] if run.stopped else run.claimable()
-    broken_in_a_row = 0
+    broken_in_a_row, timed_a_first_wave = 0, False
     try:
         while pending:
             engine.size_for(len(pending))
             workers, later = max(1, engine.workers), []  # a Dask cluster may have no workers yet
-            if not run.durations and len(pending) > workers * FIRST_WAVE_ABOVE:
+            if not (timed_a_first_wave or run.durations) and len(pending) > workers * FIRST_WAVE_ABOVE:
                 pending, later = pending[:workers], pending[workers:]  # time a few tiles first
+                timed_a_first_wave = True
             size = batch_size(len(pending), workers, run.durations)
             futures = {engine.submit(batch, retries): batch for batch in batches(pending, size)}
             run.report()  # after the first submit: a process pool has forked by now
@@ -117,6 +118,7 @@ def supervise(
                     if closed is not None:
                         run.record(Outcome(job_id, FAILED_FOR_GOOD if closed.state == FAILED else WILL_RETRY))
                 if timed_out:
+                    pending += later  # the whole pass again, on a new pool
                     continue  # our own doing, not a pool that keeps breaking
                 broken_in_a_row += 1
                 if broken_in_a_row >= MAX_BROKEN_POOLS:
