@@ -32,14 +32,12 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], partial: P
 
 
 def _open_making_folder(partial: Path) -> BinaryIO:
-    """Open ``partial`` for writing; make its folder if it is missing (first use, or removed as
-    empty by a worker ending its run: that can happen again between our mkdir and our open)."""
-    for _ in range(4):
-        try:
-            return open(partial, "wb")
-        except FileNotFoundError:
-            partial.parent.mkdir(exist_ok=True)
-    return open(partial, "wb")
+    """Open ``partial`` for writing; make its folder on first use (or after the final sweep)."""
+    try:
+        return open(partial, "wb")
+    except FileNotFoundError:
+        partial.parent.mkdir(exist_ok=True)
+        return open(partial, "wb")
 
 
 def write_text(target: Path, text: str, partial: Path | None = None) -> None:

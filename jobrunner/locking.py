@@ -128,7 +128,7 @@ class JobLocks:
         never makes a worker find the job busy.
         """
         if claim.host == socket.gethostname():
-            return _pid_alive(claim.pid)
+            return pid_alive(claim.pid)
         return self.is_held(job_id)
 
     def owner_is_provably_live(self, claim: Attempt) -> bool:
@@ -240,7 +240,7 @@ class LeaseLocks(JobLocks):
             return (0, 0)  # gone since the try: nothing to break, try again
         identity = (marker.st_ino, marker.st_mtime_ns)
         owner = _marker_owner(path)
-        if owner is not None and owner[0] == socket.gethostname() and not _pid_alive(owner[1]):
+        if owner is not None and owner[0] == socket.gethostname() and not pid_alive(owner[1]):
             return identity
         now, key = time.monotonic(), (*identity, marker.st_ctime_ns)
         seen = self._watched.get(job_id)
@@ -276,7 +276,7 @@ class LeaseLocks(JobLocks):
             return False
         owner = _marker_owner(self.paths.lease(job_id))
         if owner is not None and owner[0] == socket.gethostname():
-            return _pid_alive(owner[1])
+            return pid_alive(owner[1])
         return time.time() - marker.st_mtime < self.lease_seconds
 
     def read_claim(self, job_id: str) -> Attempt | None:
@@ -292,7 +292,7 @@ class LeaseLocks(JobLocks):
     def owner_is_provably_live(self, claim: Attempt) -> bool:
         # A holder on another machine is known alive only by its heartbeat; wait for its tile or
         # for its lease to run out rather than end and leave the job to a node that may be gone.
-        return claim.host == socket.gethostname() and _pid_alive(claim.pid)
+        return claim.host == socket.gethostname() and pid_alive(claim.pid)
 
 
 def _read_claim(path: Path) -> Attempt | None:
@@ -314,7 +314,8 @@ def _marker_owner(path: Path) -> tuple[str, int] | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is alive and working (a zombie is not)."""
     if pid <= 0:
         return False
     try:

@@ -16,6 +16,12 @@ def writer_tag(host: str | None = None, pid: int | None = None) -> str:
     return f"{host}-{os.getpid() if pid is None else pid}"
 
 
+def local_pid(tag: str) -> int | None:
+    """The pid of a writer tag from this host, or None for another host's (or no tag at all)."""
+    host, _, pid = tag.rpartition("-")
+    return int(pid) if pid.isdigit() and host == writer_tag(pid=0).rpartition("-")[0] else None
+
+
 @dataclass(frozen=True)
 class SpoolPaths:
     spool: Path
@@ -117,6 +123,11 @@ class SpoolPaths:
         each as in folders of their own.  A rename into place holds the lock only briefly.
         """
         return folder / f".{writer}.partial"
+
+    @staticmethod
+    def scratch_writer(scratch: Path) -> str:
+        """The writer a scratch folder was made for (the inverse of :meth:`scratch`)."""
+        return scratch.name[1 : -len(".partial")]
 
     def tile_partial(self, job_id: str, writer: str) -> Path:
         return self.scratch(self.tiles, writer) / f"{job_id}.npy"

@@ -73,7 +73,8 @@ between that check and its replace publishes the same bits again.
 Who cleans what: a dead worker's lock needs nothing; its claim and its partial tile are
 closed and deleted by the next claimant (step 4); a partial *record* (killed during step 8, so
 nothing names it) is swept by the worker that finds every job done, with every writer's
-folder of partials; a run that ends otherwise removes the ones that are empty.  A worker that finds a
+folder of partials; a run that ends otherwise removes its own folder and dead local writers'
+when they are empty.  A worker that finds a
 job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
 moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
 the job stranded.  ``status`` judges a claim on its own host by its pid, and probes the lock
@@ -118,8 +119,8 @@ from jobrunner.files import (
     write_text,
 )
 from jobrunner.grid import JOB_ID_PATTERN, Tile
-from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, read_choice, resolve
-from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, pid_alive, read_choice, resolve
+from jobrunner.paths import SpoolPaths, local_pid, writer_tag
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
 
@@ -375,21 +376,18 @@ class Spool:
         return swept
 
     def remove_empty_scratch(self) -> None:
-        """Remove the writers' scratch folders that are empty (at the end of a run; one listing per folder).
+        """Remove this process's scratch folders, and dead local writers', if they are empty.
 
-        Safe while other workers run: ``rmdir`` removes only an empty folder, and a writer whose
-        scratch folder has gone makes it again before it writes.
+        At the end of a run, or when a signal stops it.  Never a live writer's: it would have to
+        make its folder again between two calls.  Other hosts' empty folders stay until the sweep
+        once every job is done.
         """
         for folder in self._scratch_holders():
             for scratch in folder.glob(".*.partial"):
-                with suppress(OSError):  # not empty, not a folder, or gone already
-                    scratch.rmdir()
-
-    def remove_scratch(self, writer: str) -> None:
-        """Remove ``writer``'s scratch folders if they are empty (a worker that stops on a signal)."""
-        for folder in self._scratch_holders():
-            with suppress(OSError):
-                SpoolPaths.scratch(folder, writer).rmdir()
+                pid = local_pid(SpoolPaths.scratch_writer(scratch))
+                if pid is not None and (pid == os.getpid() or not pid_alive(pid)):
+                    with suppress(OSError):  # not empty, or not a folder
+                        scratch.rmdir()
 
     def _scratch_holders(self) -> list:
         return [folder for folder in (self.paths.tiles, self.paths.records, self.paths.locks) if folder.is_dir()]
@@ -418,10 +416,6 @@ class Spool:
                     claim = None
             result.append(JobStatus(job_id, job_state(record, claim is not None), record, claim))
         return result
-
-    def claimable(self) -> list[str]:
-        """Jobs a worker should try, judged from the records alone (a held one is skipped at claim time)."""
-        return [s.id for s in self.statuses(probe_locks=False) if s.state not in (DONE, FAILED)]
 
     # -- putting jobs back -------------------------------------------------------------------------
     def requeue(self, job_id: str) -> bool:

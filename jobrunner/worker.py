@@ -187,7 +187,7 @@ def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> O
                 conclude(WILL_RETRY)
             except JobRunnerError:
                 pass  # the spool's disk refuses the record too: the error being raised says what to fix
-            spool.remove_scratch(attempt.writer)  # this worker stops here: leave no empty folders behind
+            spool.remove_empty_scratch()  # this worker stops here: leave no empty folders behind
         raise
 
 

@@ -4,11 +4,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import numpy as np
 import pytest
 from conftest import PROCESS_TIMEOUT, wait
+
+from jobrunner.paths import writer_tag
 
 pytestmark = pytest.mark.both_lock_modes
 
@@ -191,6 +194,21 @@ def test_partials_orphaned_by_a_kill_are_swept_when_the_spool_is_finished(projec
     (project.spool / "records" / ".tile-r000-c001.json.deadhost-12345.partial").write_text("{")  # beside its target
     project.run("work")
     assert project.leftovers() == []
+
+
+def test_a_run_that_ends_unfinished_removes_only_empty_folders_of_writers_that_are_gone(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x1", "--kernel", "jr_test_kernels:wrong_shape")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = writer_tag(pid=0).rpartition("-")[0]
+    tiles = project.outputs / "tiles"
+    scratch = {who: tiles / f".{host}-{pid}.partial" for who, pid in (("gone", gone.pid), ("alive", os.getpid()))}
+    scratch["elsewhere"] = tiles / ".node-b-12345.partial"  # another host's: nobody here can tell
+    for folder in scratch.values():
+        folder.mkdir(parents=True)
+    assert project.run("work", "--retries", "0", check=False).returncode == 1  # ends with a failed job
+    assert not scratch["gone"].exists()
+    assert scratch["alive"].is_dir() and scratch["elsewhere"].is_dir()
 
 
 def test_status_shows_a_running_job_without_disturbing_it(project, serial_reference):
