@@ -13,6 +13,7 @@ Everything the command line does is a function here::
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, Tile, parse_tiling, tile_grid
 from jobrunner.plan import Plan
+from jobrunner.publish import PlanReplaced
 from jobrunner.serial import SerialResult, compute_serial, run_serial
 from jobrunner.spool import Spool
 from jobrunner.status import SpoolStatus, spool_status
@@ -26,6 +27,7 @@ __all__ = [
     "JobRunnerError",
     "Outcome",
     "Plan",
+    "PlanReplaced",
     "Progress",
     "ReduceResult",
     "RunTimeline",

@@ -55,8 +55,26 @@ SpoolOption = Annotated[
     ),
 ]
 OutputsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--outputs",
+        envvar="JOBRUNNER_OUTPUTS",
+        help="Folder for tiles, arrays and figures. Default: the one the plan records; another is refused.",
+        show_default=False,
+    ),
+]
+PlanOutputsOption = Annotated[
     Path,
-    typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", help="Folder for tiles, arrays and figures."),
+    typer.Option(
+        "--outputs",
+        envvar="JOBRUNNER_OUTPUTS",
+        help="Folder for tiles, arrays and figures; the plan records it, and every later command uses it. "
+        "One spool per outputs folder.",
+    ),
+]
+SerialOutputsOption = Annotated[
+    Path,
+    typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", help="Folder for arrays and figures."),
 ]
 StepOption = Annotated[float, typer.Option("--step", help="Grid spacing, in the units of x and y.")]
 ExtentOption = Annotated[
@@ -104,7 +122,7 @@ LeaseOption = Annotated[
 ]
 
 
-def _spool(spool: Path, outputs: Path, lock: str | None = None, lease: float | None = None):
+def _spool(spool: Path, outputs: Path | None, lock: str | None = None, lease: float | None = None):
     """Open the spool; commands without a --lock option still honour JOBRUNNER_LOCK."""
     from jobrunner.spool import Spool
 
@@ -117,7 +135,7 @@ def serial(
     step: StepOption = 0.001,
     extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
     sigma: SigmaOption = 1.0,
-    outputs: OutputsOption = Path("outputs"),
+    outputs: SerialOutputsOption = Path("outputs"),
 ) -> None:
     """The lab's Task 1: the whole grid by the point-by-point loop, timed. Writes serial.npy and serial.png."""
     from jobrunner.serial import run_serial
@@ -154,9 +172,13 @@ def plan(
         typer.Option("--replace", help="Discard a different plan already in the spool, with its records and tiles."),
     ] = False,
     spool: SpoolOption = Path("jobs"),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: PlanOutputsOption = Path("outputs"),
 ) -> None:
-    """Write one JSON job spec per tile into the spool. Planning the same plan again changes nothing."""
+    """Write one JSON job spec per tile into the spool. Planning the same plan again changes nothing.
+
+    Each plan gets an id and a fingerprint of its kernel's code; workers refuse other code, and a
+    plan replaced (--replace) under running workers is safe: they stop, writing nothing into the new one.
+    """
     from jobrunner.spool import Spool
 
     params = _parse_params(param or [])
@@ -167,7 +189,11 @@ def plan(
     the_plan = Plan(Grid(*extent, step=step), parse_tiling(tiles), kernel, params)
     created, wrote = Spool.create(the_plan, spool, outputs, replace=replace)
     verb = "planned" if wrote else "already planned (nothing changed)"
-    out.print(f"{verb}: {the_plan.describe()}, {len(created.job_ids)} jobs in {created.paths.spool}")
+    out.print(
+        f"{verb}: {the_plan.describe()}, {len(created.job_ids)} jobs in {created.paths.spool}, "
+        f"results in {created.paths.outputs} (plan {created.plan.id}, kernel code {created.plan.code})",
+        highlight=False,
+    )
     if wrote:
         out.print("next: `jobrunner supervise --workers N`, or `jobrunner work` in as many terminals as you like")
 
@@ -180,7 +206,7 @@ def work(
     lock: LockOption = "auto",
     lease: LeaseOption = None,
     spool: SpoolOption = Path("jobs"),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: OutputsOption = None,
 ) -> None:
     """One independent worker: claim jobs until none is left. Start as many as you like, anywhere the spool is.
 
@@ -257,7 +283,7 @@ def supervise(
     lock: LockOption = "auto",
     lease: LeaseOption = None,
     spool: SpoolOption = Path("jobs"),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: OutputsOption = None,
 ) -> None:
     """The lab's Task 3: drain the spool on a concurrent.futures executor (submit + as_completed).
 
@@ -304,7 +330,7 @@ def slurm(
     ] = None,
     submit: Annotated[bool, typer.Option("--submit", help="Submit it with sbatch and print the job id.")] = False,
     spool: SpoolOption = Path("jobs"),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: OutputsOption = None,
 ) -> None:
     """Write <spool>/slurm/jobrunner.sbatch: a Slurm job array whose every task runs `jobrunner work`.
 
@@ -338,7 +364,7 @@ def drain(spool: SpoolOption = Path("jobs")) -> None:
     """
     from jobrunner.stopping import request_drain
 
-    the_spool = _spool(spool, "outputs")
+    the_spool = _spool(spool, None)
     verb = "draining" if request_drain(the_spool.paths) else "already draining"
     out.print(f"{verb}: workers finish their current tile and exit ({the_spool.paths.drain_file})", highlight=False)
     out.print("see them go with `jobrunner status`; `jobrunner resume` lets workers claim again")
@@ -349,7 +375,7 @@ def resume(spool: SpoolOption = Path("jobs")) -> None:
     """Undo `jobrunner drain`: workers started from now on claim jobs again (stopped ones stay stopped)."""
     from jobrunner.stopping import cancel_drain
 
-    the_spool = _spool(spool, "outputs")
+    the_spool = _spool(spool, None)
     if cancel_drain(the_spool.paths):
         out.print("resumed: new workers claim jobs again; start them with `jobrunner work` or `jobrunner slurm`")
     else:
@@ -357,7 +383,7 @@ def resume(spool: SpoolOption = Path("jobs")) -> None:
 
 
 @app.command()
-def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = Path("outputs")) -> None:
+def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> None:
     """What the spool's disk can do: filesystem, mount options that matter for locks, a live lock
     probe, the lock mode `--lock auto` picks and why, and what to ask the cluster's admins for.
 
@@ -367,7 +393,7 @@ def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = Path("out
     from jobrunner.doctor import describe_error, diagnose, lock_options
     from jobrunner.paths import SpoolPaths
 
-    d = diagnose(SpoolPaths(spool, outputs))
+    d = diagnose(SpoolPaths(spool, outputs or "outputs"))
     table = Table(box=None, show_header=False)
     table.add_row("probed in", str(d.folder))
     if d.mount:
@@ -393,7 +419,7 @@ def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = Path("out
 def reduce(
     partial: Annotated[bool, typer.Option("--partial", help="Stitch even with tiles missing; holes are NaN.")] = False,
     spool: SpoolOption = Path("jobs"),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: OutputsOption = None,
 ) -> None:
     """Stitch the tiles into <outputs>/stitched.npy and draw stitched.png."""
     from jobrunner.stitch import reduce as run_reduce
@@ -411,7 +437,7 @@ def status(
     ] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 1.0,
     spool: SpoolOption = Path("jobs"),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: OutputsOption = None,
 ) -> None:
     """Pending, running (lock held now), done and failed jobs, and why each failed job failed.
 
@@ -425,6 +451,10 @@ def status(
         return _watch(the_spool, interval)
     report = spool_status(the_spool)
     out.print(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}")
+    out.print(
+        f"plan {the_spool.plan.id}, kernel code {the_spool.plan.code}, results in {the_spool.paths.outputs}",
+        highlight=False,
+    )
     if report.locking is None:
         out.print("locks: not chosen yet (the first worker chooses; `jobrunner doctor` shows what auto would)")
     else:
@@ -543,7 +573,7 @@ def scale(
         ),
     ] = None,
     extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
-    outputs: OutputsOption = Path("outputs"),
+    outputs: SerialOutputsOption = Path("outputs"),
 ) -> None:
     """The lab's Task 4: time plan + supervise at each worker count, past the cores, until it would break.
 
@@ -594,7 +624,7 @@ def scale(
 
 
 @app.command()
-def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = Path("outputs")) -> None:
+def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> None:
     """Where the time went: a timeline of every attempt per worker, busy fractions and load imbalance.
 
     Draws <outputs>/timeline.png (one row per worker, one bar per attempt, coloured by outcome)

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from filelock import SoftFileLease
 
+from jobrunner.errors import JobRunnerError
 from jobrunner.files import world_writable_problem
 from jobrunner.locking import FLOCK, Choice, Mount, choose_mode, find_mount, probe_flock, read_choice
 from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.publish import current
 
 
 @dataclass
@@ -32,20 +34,32 @@ class Diagnosis:
 
 
 def diagnose(paths: SpoolPaths) -> Diagnosis:
-    folder = paths.locks if paths.locks.is_dir() else _nearest_existing(paths.spool)
+    """What the disk under ``paths`` can do (``paths.outputs`` is used when the spool has no plan yet)."""
+    manifest = _current_or_none(paths)
+    if manifest is not None:  # the lock folder and outputs of the spool's current plan
+        paths = paths.for_plan(manifest.plan.id, manifest.outputs_folder(paths.spool))
+    folder = paths.locks if paths.plan_id and paths.locks.is_dir() else _nearest_existing(paths.spool)
     mount = find_mount(folder)
     flock_error = probe_flock(folder)
     lease_error = _probe_lease(folder)
     auto = choose_mode(mount, flock_error)
     diagnosis = Diagnosis(folder, mount, flock_error, lease_error, auto, read_choice(paths))
     diagnosis.advice = _advice(diagnosis)
-    for candidate, role in ((paths.spool, "spool"), (paths.outputs, "outputs"), (paths.tiles, "tiles")):
+    tiles = paths.tiles if paths.plan_id else paths.all_tiles
+    for candidate, role in ((paths.spool, "spool"), (paths.outputs, "outputs"), (tiles, "tiles")):
         problem = world_writable_problem(candidate, role)
         if problem is not None:
             diagnosis.problems.append(problem)
     if lease_error is not None:
         diagnosis.problems.append(f"cannot create files in {folder} ({lease_error.strerror or lease_error})")
     return diagnosis
+
+
+def _current_or_none(paths: SpoolPaths):
+    try:
+        return current(paths) if paths.spool.is_dir() else None
+    except JobRunnerError:
+        return None  # an unreadable plan: the disk can still be probed
 
 
 def _nearest_existing(path: Path) -> Path:

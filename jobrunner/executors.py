@@ -110,26 +110,33 @@ def _missing(extra: str, module: str, error: ImportError) -> JobRunnerError:
 _opened: dict[tuple[str, str], Spool] = {}
 
 
-def run_jobs(spool_dir: str, outputs_dir: str, lock: str, job_ids: list[str], retries: int, via: str) -> list[Outcome]:
-    """A batch of jobs, in a process that opens the spool itself (module level, so it pickles by name)."""
-    key = (spool_dir, outputs_dir)
+def run_jobs(spool_dir: str, plan_id: str, lock: str, job_ids: list[str], retries: int, via: str) -> list[Outcome]:
+    """A batch of jobs, in a process that opens the spool itself (module level, so it pickles by name).
+
+    It opens the supervisor's plan by its id, never whatever plan is current by then: a process
+    started after a replace is one more straggler of the old plan, fenced like any other.
+    """
+    key = (spool_dir, plan_id)
     if key not in _opened:
-        _opened[key] = Spool.open(spool_dir, outputs_dir, lock)
+        _opened[key] = Spool.open(spool_dir, None, lock, plan_id=plan_id)
     worker.LAUNCHED_BY = via
     return [attempt_job(_opened[key], job_id, retries) for job_id in job_ids]
 
 
 # -- process: a local pool ------------------------------------------------------------------------
-_spool_in_this_process: Spool | None = None
+_spool_in_this_process: Spool | JobRunnerError | None = None
 
 
-def _start_pool_process(spool_dir: str, outputs_dir: str, lock: str) -> None:
-    """Initializer of each pool process: open the spool once; let the parent decide about Ctrl-C."""
+def _start_pool_process(spool_dir: str, plan_id: str, lock: str) -> None:
+    """Initializer of each pool process: open the parent's plan once; let the parent decide about Ctrl-C."""
     global _spool_in_this_process
     worker.LAUNCHED_BY = f"supervise {os.getppid()}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
     signal.signal(signal.SIGTERM, _exit_now)
-    _spool_in_this_process = Spool.open(spool_dir, outputs_dir, lock)
+    try:
+        _spool_in_this_process = Spool.open(spool_dir, None, lock, plan_id=plan_id)
+    except JobRunnerError as error:  # raised by the first batch instead: an initializer's error breaks the pool
+        _spool_in_this_process = error
 
 
 def _exit_now(signum, frame):
@@ -142,6 +149,8 @@ def _exit_now(signum, frame):
 def run_pool_jobs(job_ids: list[str], retries: int) -> list[Outcome]:
     """What a pool process runs for a batch of jobs (module level, so it pickles)."""
     assert _spool_in_this_process is not None, "pool process started without _start_pool_process"
+    if isinstance(_spool_in_this_process, JobRunnerError):
+        raise _spool_in_this_process
     try:
         return [attempt_job(_spool_in_this_process, job_id, retries) for job_id in job_ids]
     except SystemExit as stop:
@@ -187,7 +196,7 @@ class ProcessExecutor(Executor):
                 max_workers=self._size,
                 mp_context=fork_context(),
                 initializer=_start_pool_process,
-                initargs=(str(paths.spool), str(paths.outputs), self.spool.locking.mode),
+                initargs=(str(paths.spool), paths.plan_id, self.spool.locking.mode),
             )
         return self._pool.submit(run_pool_jobs, job_ids, retries)
 
@@ -258,7 +267,7 @@ class MPIExecutor(Executor):
     def submit(self, job_ids: list[str], retries: int) -> Future:
         paths = self.spool.paths
         return self._pool.submit(
-            run_jobs, str(paths.spool), str(paths.outputs), self.spool.locking.mode, job_ids, retries, "mpi"
+            run_jobs, str(paths.spool), paths.plan_id, self.spool.locking.mode, job_ids, retries, "mpi"
         )
 
     def stop(self) -> None:
@@ -300,7 +309,7 @@ class DaskExecutor(Executor):
         # pure=False: the same job submitted again (another pass) must run again, not reuse a result.
         lock = self.spool.locking.mode
         return self._client.submit(
-            run_jobs, str(paths.spool), str(paths.outputs), lock, job_ids, retries, "dask", pure=False
+            run_jobs, str(paths.spool), paths.plan_id, lock, job_ids, retries, "dask", pure=False
         )
 
     def as_completed(self, futures: Iterable, timeout: float | None = None) -> Iterator:

@@ -33,7 +33,8 @@ def field_title(plan: Plan, what: str, note: str = "") -> str:
     nx, ny = plan.shape
     name = _kernel_attribute(plan, "title", plan.kernel)
     params = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in plan.params.items())
-    lines = [f"{name}, {what}", params, f"{nx} x {ny} points, step {plan.grid.step:g}", note]
+    plan_id = f", plan {plan.id}" if plan.id else ""
+    lines = [f"{name}, {what}", params, f"{nx} x {ny} points, step {plan.grid.step:g}{plan_id}", note]
     return "\n".join(line for line in lines if line)
 
 

@@ -175,6 +175,8 @@ class FlockLocks(JobLocks):
                 pass
         except Timeout:
             pass
+        except OSError as error:
+            raise self._cannot_lock(self.paths.lock(job_id), error) from None
 
     def read_claim(self, job_id: str) -> Attempt | None:
         return _read_claim(self.paths.lock(job_id))

@@ -24,34 +24,65 @@ def local_pid(tag: str) -> int | None:
 
 @dataclass(frozen=True)
 class SpoolPaths:
+    """The paths of a spool, its outputs folder and, once known, one plan's folders in them.
+
+    ``plan_id`` names the plan whose specs, locks, records and tiles the job paths point into
+    (see :mod:`jobrunner.publish`): every plan has folders of its own, so a worker holding one
+    plan's paths cannot touch another plan's files.
+    """
+
     spool: Path
     outputs: Path
+    plan_id: str = ""
 
-    def __init__(self, spool: str | os.PathLike, outputs: str | os.PathLike) -> None:
+    def __init__(self, spool: str | os.PathLike, outputs: str | os.PathLike, plan_id: str = "") -> None:
         object.__setattr__(self, "spool", Path(spool).absolute())
         object.__setattr__(self, "outputs", Path(outputs).absolute())
+        object.__setattr__(self, "plan_id", plan_id)
 
     @classmethod
     def outputs_only(cls, outputs: str | os.PathLike) -> SpoolPaths:
         """Paths for a command with no spool (``serial``): only the outputs half is meaningful."""
         return cls(outputs, outputs)
 
-    # -- the spool: the plan, one spec, lock and record per job ---------------------------------
+    def for_plan(self, plan_id: str, outputs: str | os.PathLike | None = None) -> SpoolPaths:
+        """The same spool's paths for the plan ``plan_id`` (and its outputs folder, if given)."""
+        return SpoolPaths(self.spool, self.outputs if outputs is None else outputs, plan_id)
+
+    # -- the spool: its current plan, and each plan's own folder -------------------------------
     @cached_property
     def manifest(self) -> Path:
+        """The spool's current plan (a copy of the one in its plan folder; see jobrunner.publish)."""
         return self.spool / "plan.json"
 
     @cached_property
+    def plans(self) -> Path:
+        return self.spool / "plans"
+
+    def plan_folder(self, plan_id: str | None = None) -> Path:
+        plan_id = self.plan_id if plan_id is None else plan_id
+        assert plan_id, "a plan's folder asked for before its plan is known"
+        return self.plans / plan_id
+
+    def plan_copy(self, plan_id: str | None = None) -> Path:
+        """The plan's own manifest, inside its folder: what a worker started for that plan reads."""
+        return self.plan_folder(plan_id) / "plan.json"
+
+    def successor(self, plan_id: str | None = None) -> Path:
+        """Written once, by link, by the plan that replaces this one: the replace's compare-and-swap."""
+        return self.plan_folder(plan_id) / "successor.json"
+
+    @cached_property
     def specs(self) -> Path:
-        return self.spool / "specs"
+        return self.plan_folder() / "specs"
 
     @cached_property
     def locks(self) -> Path:
-        return self.spool / "locks"
+        return self.plan_folder() / "locks"
 
     @cached_property
     def records(self) -> Path:
-        return self.spool / "records"
+        return self.plan_folder() / "records"
 
     def spec(self, job_id: str) -> Path:
         return self.specs / f"{job_id}.json"
@@ -99,8 +130,19 @@ class SpoolPaths:
 
     # -- the outputs: tiles and the products made from them -------------------------------------
     @cached_property
-    def tiles(self) -> Path:
+    def owner(self) -> Path:
+        """Names the spool these outputs belong to: one spool's tiles and products per folder."""
+        return self.outputs / "owner.json"
+
+    @cached_property
+    def all_tiles(self) -> Path:
+        """Every plan's tile folder is in here, named by its plan id."""
         return self.outputs / "tiles"
+
+    @cached_property
+    def tiles(self) -> Path:
+        assert self.plan_id, "a plan's tiles asked for before its plan is known"
+        return self.all_tiles / self.plan_id
 
     def tile(self, job_id: str) -> Path:
         return self.tiles / f"{job_id}.npy"

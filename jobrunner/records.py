@@ -1,9 +1,10 @@
 """A job's record and the claim of the attempt in flight.  Pure values and transitions, no I/O.
 
-The record (``records/<id>.json``) is the single source of truth for whether a job is done or
-failed, and keeps every *finished* attempt.  The attempt in flight lives in the job's lock
-file, written by the lock's holder (see :mod:`jobrunner.spool`): a lock file with a claim in it
-whose lock is free belongs to a worker that died.
+The record (``records/<id>.json`` in its plan's folder) is the single source of truth for
+whether a job is done or failed, names its plan, and keeps every *finished* attempt, each with
+the plan id, kernel code fingerprint and versions that ran it.  The attempt in flight lives in
+the job's claim (the lock file in flock mode), written by the lock's holder (see
+:mod:`jobrunner.spool`): a claim whose lock is free belongs to a worker that died.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Attempt:
     error: str | None = None
     traceback: str | None = None
     via: str = "work"  # how its worker was started: work, supervise, a Slurm array task
+    plan: str = ""  # the plan id it computed for
+    code: str = ""  # the kernel's code fingerprint in its worker (jobrunner.identity)
+    versions: str = ""  # python, numpy and jobrunner in its worker
 
     @property
     def writer(self) -> str:
@@ -51,7 +55,14 @@ class Attempt:
 
     def claim_json(self) -> bytes:
         return json.dumps(
-            {"attempt": self.attempt, "host": self.host, "pid": self.pid, "started": self.started, "via": self.via}
+            {
+                "attempt": self.attempt,
+                "host": self.host,
+                "pid": self.pid,
+                "started": self.started,
+                "via": self.via,
+                "plan": self.plan,
+            }
         ).encode()
 
     @classmethod
@@ -59,23 +70,31 @@ class Attempt:
         """The attempt a lock file names; a torn or garbled claim still counts, as an unknown worker."""
         try:
             claim = json.loads(data)
-            via = str(claim.get("via", "work"))
-            return cls(int(claim["attempt"]), str(claim["host"]), int(claim["pid"]), float(claim["started"]), via=via)
-        except (ValueError, KeyError, TypeError):
+            via, plan = str(claim.get("via", "work")), str(claim.get("plan", ""))
+            return cls(
+                int(claim["attempt"]),
+                str(claim["host"]),
+                int(claim["pid"]),
+                float(claim["started"]),
+                via=via,
+                plan=plan,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return cls(0, "unknown", 0, 0.0)
 
 
 @dataclass
 class JobRecord:
     id: str
+    plan: str  # the plan id this record belongs to (its folder's)
     state: str = PENDING
     failures: int = 0  # kernel failures counted against --retries
     lost: int = 0  # attempts whose worker died
     attempts: list[Attempt] = field(default_factory=list)
 
     # -- transitions, applied by the lock holder ------------------------------------------------
-    def next_attempt(self, host: str, pid: int, now: float, via: str = "work") -> Attempt:
-        return Attempt(len(self.attempts) + 1, host, pid, now, via=via)
+    def next_attempt(self, host: str, pid: int, now: float, via: str = "work", code: str = "", versions: str = ""):
+        return Attempt(len(self.attempts) + 1, host, pid, now, via=via, plan=self.plan, code=code, versions=versions)
 
     def _close(self, attempt: Attempt, now: float, outcome: str, error: str | None = None) -> None:
         attempt.ended, attempt.outcome, attempt.error = now, outcome, error
@@ -140,6 +159,8 @@ class JobRecord:
             raise ValueError("it is not a JSON object")
         attempts = [Attempt(**attempt) for attempt in document.pop("attempts")]
         record = cls(**document, attempts=attempts)
+        if not isinstance(record.plan, str):
+            raise ValueError("its plan is not a string")
         if record.state not in (PENDING, DONE, FAILED):
             raise ValueError(f"unknown state {record.state!r}")
         return record

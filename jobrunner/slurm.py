@@ -71,7 +71,8 @@ def render_sbatch(options: ArrayOptions, paths: SpoolPaths, python: str, pythonp
         f"--account={options.account}" if options.account else None,
         f"--cpus-per-task={options.cpus_per_task}" if options.cpus_per_task else None,
     ]
-    command = [python, "-m", "jobrunner", "work", "--spool", str(paths.spool), "--outputs", str(paths.outputs)]
+    # No --outputs: the worker uses the folder the plan records (and refuses any other).
+    command = [python, "-m", "jobrunner", "work", "--spool", str(paths.spool)]
     lines = [
         "#!/bin/bash",
         "# Written by `jobrunner slurm`. Each array task is one worker that drains tiles until none is left,",

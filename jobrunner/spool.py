@@ -1,30 +1,37 @@
 """The spool: a folder of jobs that any number of workers, anywhere it is mounted, drain together.
 
-This module owns the on-disk protocol.  Everything below is visible with ``ls``.
+This module owns the on-disk protocol of jobs.  Everything below is visible with ``ls``.  Which
+plan is the spool's, how a plan is published, replaced and fenced, and how the outputs folder
+is bound to its spool, is :mod:`jobrunner.publish`'s part of the protocol; ``P`` below is a
+plan's folder, ``<spool>/plans/<plan id>``, and ``T`` its tiles folder, ``<outputs>/tiles/<plan id>``.
 
 Layout
 ------
 ::
 
-    <spool>/plan.json               the plan: grid, tiling, kernel and its parameters (written last by plan)
+    <spool>/plan.json               the current plan: grid, tiling, kernel, parameters, identity
     <spool>/locking.json            the lock mode every worker uses, chosen once (see jobrunner.locking)
-    <spool>/specs/<id>.json         one spec per job: {"id": ..., "rows": [start, stop], "cols": [start, stop]}
-    <spool>/locks/<id>.lock         flock mode: a claim *is* a held flock on it, and while held it
-                                    names the attempt in flight: {"attempt", "host", "pid", "started", "via"}
-    <spool>/locks/<id>.lease        lease mode: the claim is this marker, kept fresh by a heartbeat...
-    <spool>/locks/<id>.claim        ...and the attempt in flight is named here
-    <spool>/records/<id>.json       the job's record: state, counters, every finished attempt
     <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
     <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
-    <outputs>/tiles/<id>.npy        the job's tile, an array of the tile's shape
+    P/plan.json                     the plan's own manifest (see jobrunner.publish)
+    P/specs/<id>.json               one spec per job: {"id", "plan", "rows": [start, stop], "cols": [start, stop]}
+    P/locks/<id>.lock               flock mode: a claim *is* a held flock on it, and while held it names
+                                    the attempt in flight: {"attempt", "host", "pid", "started", "via", "plan"}
+    P/locks/<id>.lease              lease mode: the claim is this marker, kept fresh by a heartbeat...
+    P/locks/<id>.claim              ...and the attempt in flight is named here
+    P/records/<id>.json             the job's record: its plan, state, counters, every finished attempt
+                                    (each with the code fingerprint and versions that ran it)
+    <outputs>/owner.json            the spool these outputs belong to
+    T/<id>.npy                      the job's tile, an array of the tile's shape
     .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
                                     own folder inside the folder of its final name
     .<name>.<host>-<pid>.partial    any other file being written, beside its final name
 
 Job ids are ``tile-rRRR-cCCC`` (row and column of the tile, zero-padded so ids sort in plan
-order).  A spec carries its id and index ranges, never a path; it is validated when loaded
-(well-formed id equal to its file name, ranges inside the grid), so no spool file can make a
-worker write outside ``<outputs>/tiles``.  Spool files are JSON; nothing is ever unpickled.  A
+order).  A spec carries its id, its plan's id and index ranges, never a path; it is validated
+when loaded (well-formed id equal to its file name, its plan's id, ranges inside the grid), so
+no spool file can make a worker write outside ``T``.  A record is read only if it names its
+folder's plan.  Spool files are JSON; nothing is ever unpickled.  A
 spool or outputs folder that every user of the machine may write to is refused (a group may).
 
 States
@@ -41,6 +48,8 @@ Derived by :func:`jobrunner.records.job_state` from the record and the lock file
 
 A worker's steps for one job, and what SIGKILL at each step leaves behind
 --------------------------------------------------------------------------
+0. Stop if our plan is no longer the spool's (jobrunner.publish), or if this process's kernel
+   code is not the plan's (its fingerprint differs: the code was edited since planning). Nothing.
 1. Read the record; skip the job if it is done or failed.              Nothing.
 2. Take the lock without waiting; held by someone else: move on.         Nothing: the kernel
    releases a dead process's flock; a dead worker's lease is taken over.
@@ -86,29 +95,39 @@ which abandon the attempt in flight rather than finish it: it is recorded ``inte
 partial files are deleted, its claim cleared and its lock released, and the worker exits 143
 (130 for Ctrl-C).  The job is claimable again at once.
 
-Rules: only the holder of a job's lock writes the job's record, claim or tile.  Every file but
-the flock-mode claim is published by ``os.replace`` from a partial name on the same disk, so no
-reader ever sees a half-written file (a reader of a claim tolerates a torn one).  Tiles and
-records start in a folder of their writer's own: making a file holds its folder's lock while
-the disk allocates it, which is slow enough on some disks (0.3-0.9 ms here) that workers making
-files in one shared folder queue behind each other.  Lock files are never
-deleted: unlinking a lock file that another process has open splits waiters across two inodes
-and breaks mutual exclusion.  Tiles are not fsynced: after a machine crash, ``reduce`` checks
-every tile and puts any that is short or unreadable back in the queue.
+Rules: only the holder of a job's lock writes the job's record, claim or tile.  Records, tiles
+and lease claims are published by ``os.replace`` from a partial name on the same disk, so no
+reader ever sees a half-written one; a flock-mode claim is written in place into the held lock
+file (a reader of a claim tolerates a torn one); specs are written inside their plan's folder
+before that folder is renamed into view, and the plan itself is published by link (see
+:mod:`jobrunner.publish`).  Tiles and records start in a folder of their writer's own: making a
+file holds its folder's lock while the disk allocates it, which is slow enough on some disks
+(0.3-0.9 ms here) that workers making files in one shared folder queue behind each other.  Lock
+files are never deleted while their plan is the spool's: unlinking a lock file that another
+process has open splits waiters across two inodes and breaks mutual exclusion.  A retired
+plan's folder goes whole, locks and all: whoever still waits on one of its locks is a straggler
+of that plan, fenced off from the current one.  Tiles are not fsynced: after a machine crash,
+``reduce`` puts back in the queue every done tile that is absent from its plan's tile folder or
+present and short or unreadable; a tile folder that is missing, or a tile that cannot be read
+for another reason (permissions, an I/O error), refuses the reduce and requeues nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
+from jobrunner import publish
 from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import (
@@ -119,10 +138,12 @@ from jobrunner.files import (
     write_text,
 )
 from jobrunner.grid import JOB_ID_PATTERN, Tile
+from jobrunner.identity import code_fingerprint, new_plan_id, versions
 from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, pid_alive, read_choice, resolve
 from jobrunner.paths import SpoolPaths, local_pid, writer_tag
 from jobrunner.plan import Plan
-from jobrunner.records import DONE, FAILED, RUNNING, Attempt, JobRecord, job_state
+from jobrunner.publish import Manifest, PlanReplaced
+from jobrunner.records import DONE, FAILED, Attempt, JobRecord, job_state
 
 
 class _PlainStream:
@@ -143,13 +164,20 @@ class JobStatus:
 
 
 class Spool:
-    """A planned spool and the outputs folder its tiles go to."""
+    """One plan of a spool, and the outputs folder its tiles go to.
 
-    def __init__(self, paths: SpoolPaths, plan: Plan, lock: str = AUTO, lease_seconds: float | None = None) -> None:
+    Every path it reads or writes is inside that plan's folders (see :mod:`jobrunner.publish`),
+    so a ``Spool`` kept open after its plan was replaced can touch nothing of the new plan.
+    """
+
+    def __init__(
+        self, paths: SpoolPaths, manifest: Manifest, lock: str = AUTO, lease_seconds: float | None = None
+    ) -> None:
         self.paths = paths
-        self.plan = plan
+        self.manifest = manifest
+        self.plan = manifest.plan
         self.lock_request, self.lease_request = lock, lease_seconds
-        self._tiles = plan.tile_by_id()
+        self._tiles = self.plan.tile_by_id()
 
     @cached_property
     def locking(self) -> Choice:
@@ -169,25 +197,40 @@ class Spool:
     def open(
         cls,
         spool: str | os.PathLike,
-        outputs: str | os.PathLike = "outputs",
+        outputs: str | os.PathLike | None = None,
         lock: str = AUTO,
         lease_seconds: float | None = None,
+        plan_id: str | None = None,
     ) -> Spool:
-        """Open a planned spool.  ``lock`` (auto, flock, lease) and ``lease_seconds`` are chosen once
-        per spool, by the first to use its locks; later ones must agree (see :mod:`jobrunner.locking`)."""
-        paths = SpoolPaths(spool, outputs)
+        """Open a planned spool: its current plan, or the plan ``plan_id`` (current or not).
+
+        ``outputs``: None for the folder the plan records; another folder is refused.  ``lock``
+        (auto, flock, lease) and ``lease_seconds`` are chosen once per spool, by the first to use
+        its locks; later ones must agree (see :mod:`jobrunner.locking`).
+        """
+        paths = SpoolPaths(spool, spool)
         if not paths.spool.is_dir():
             what = "is a file, not a spool folder" if paths.spool.exists() else "does not exist"
             raise JobRunnerError(f"the spool {paths.spool} {what}: run `jobrunner plan` first, or pass --spool")
-        if not paths.manifest.is_file():
+        refuse_world_writable(paths.spool, "spool")
+        manifest = publish.current(paths) if plan_id is None else publish.read_plan(paths, plan_id)
+        if manifest is None:
             raise JobRunnerError(f"the spool {paths.spool} has no plan: run `jobrunner plan` first, or pass --spool")
-        for folder in (paths.spool, paths.specs, paths.locks, paths.records):
-            refuse_world_writable(folder, "spool" if folder == paths.spool else f"spool's {folder.name}")
-        try:
-            text = paths.manifest.read_text()
-        except (OSError, UnicodeDecodeError) as error:
-            raise JobRunnerError(f"cannot read the plan {paths.manifest} ({error})") from None
-        return cls(paths, Plan.from_json(text, source=str(paths.manifest)), lock, lease_seconds)
+        recorded = manifest.outputs_folder(paths.spool)
+        if outputs is not None and not publish.same_folder(Path(outputs).absolute(), recorded):
+            raise JobRunnerError(
+                f"the spool {paths.spool} keeps its results in {recorded}, not {Path(outputs).absolute()}: "
+                f"drop --outputs (and JOBRUNNER_OUTPUTS), or pass --outputs '{recorded}'"
+            )
+        paths = paths.for_plan(manifest.plan.id, recorded)
+        if not paths.plan_copy().is_file():
+            raise JobRunnerError(
+                f"the spool {paths.spool} names plan {manifest.plan.id}, whose folder {paths.plan_folder()} is "
+                "missing (a `jobrunner plan` killed while publishing it?): plan again with --replace"
+            )
+        for folder in (paths.plans, paths.specs, paths.locks, paths.records):
+            refuse_world_writable(folder, f"spool's {folder.name}")
+        return cls(paths, manifest, lock, lease_seconds)
 
     @classmethod
     def create(
@@ -199,49 +242,83 @@ class Spool:
         replace: bool = False,
         lock: str = AUTO,
     ) -> tuple[Spool, bool]:
-        """Write ``plan`` into ``spool``; return the spool and whether anything was written.
+        """Publish ``plan`` into ``spool`` with ``outputs``; return the spool and whether anything was written.
 
-        The same plan again is a no-op.  A different plan is refused unless ``replace``, which
-        discards the old plan's specs and records (never a running one's).
+        The same plan, with the same kernel code and outputs, is a no-op.  Anything else is
+        refused unless ``replace``, which always publishes a new plan (a new id, none of the old
+        plan's progress) and retires the old one (see :mod:`jobrunner.publish`).
         """
         probe_kernel(plan)
+        plan = dataclasses.replace(plan, code=code_fingerprint(plan.kernel))
         paths = SpoolPaths(spool, outputs)
         ensure_folder(paths.spool, "spool", "--spool")
-        if paths.manifest.exists():
-            existing = cls.open(paths.spool, paths.outputs, lock)
-            if existing.plan == plan:
-                return existing, False
-            if not replace:
+        existing = publish.current(paths)
+        if existing is not None and not replace:
+            refuse_replanning(existing, plan, paths)
+            return cls.open(paths.spool, None, lock), False
+        created = time.time()
+        manifest = Manifest(
+            dataclasses.replace(plan, id=new_plan_id(created)),
+            existing.spool_id if existing is not None else new_plan_id(created),
+            publish.recorded_outputs(paths.spool, paths.outputs),
+            writer_tag(),
+            created,
+            versions(),
+        )
+        paths = paths.for_plan(manifest.plan.id)
+        publish.bind_outputs(paths, manifest.spool_id, dry_run=True)  # a plan that loses a race binds nothing
+        specs = {paths.spec(tile.id).name: _spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
+        try:
+            publish.write_plan_folder(paths, manifest, specs)
+            publish.publish(paths, manifest, existing)
+        except BaseException as error:
+            publish.remove_plan(paths, manifest, manifest.plan.id)  # never published: nobody has seen it
+            if isinstance(error, OSError):
                 raise JobRunnerError(
-                    f"{paths.spool} already holds a different plan ({existing.plan.describe()}): "
-                    "pass --replace (replace=True) to discard it and its progress, "
-                    "or --spool to plan into another folder"
-                )
-            existing.discard()
-        for folder in (paths.specs, paths.locks, paths.records):
-            folder.mkdir(exist_ok=True)
-        for tile in plan.tiles():
-            spec = {"id": tile.id, "rows": [tile.row_start, tile.row_stop], "cols": [tile.col_start, tile.col_stop]}
-            write_text(paths.spec(tile.id), json.dumps(spec) + "\n")
-        write_text(paths.manifest, plan.to_json())  # last: a spool with a manifest is complete
-        return cls(paths, plan, lock), True
+                    f"cannot write the plan into {paths.spool}: {explain_write_error(error)}"
+                ) from None
+            raise
+        if existing is not None:
+            publish.remove_plan(paths, existing, existing.plan.id)
+        publish.sweep(paths)
+        publish.bind_outputs(paths, manifest.spool_id)
+        return cls(paths, manifest, lock), True
 
-    def discard(self) -> None:
-        """Remove this plan's manifest, specs, records and tiles (not lock files, which may be in use)."""
-        running = [s.id for s in self.statuses() if s.state == RUNNING]
-        if running:
+    def still_current(self) -> bool:
+        """Whether this spool's plan is still the spool's (see :func:`jobrunner.publish.is_current`)."""
+        return publish.is_current(self.paths)
+
+    def check_current(self) -> None:
+        if not self.still_current():
+            raise PlanReplaced(publish.replaced_message(self.paths))
+
+    def check_code(self) -> None:
+        """Refuse to compute with kernel code other than the plan's (edited since it was planned)."""
+        here = self.code_here
+        if here != self.plan.code:
             raise JobRunnerError(
-                f"{len(running)} jobs in {self.paths.spool} are running now ({running[0]}, ...): "
-                "stop those workers (or `jobrunner status` to see them) before replacing the plan"
+                f"kernel {self.plan.kernel}: its code here ({here}) is not the code plan {self.plan.id} was made "
+                f"with ({self.plan.code}), so it was edited since `jobrunner plan`; this worker claims nothing: "
+                f"restore the code to finish this plan, or `jobrunner plan --replace --spool '{self.paths.spool}'` "
+                "to compute every tile with the new code"
             )
-        self.paths.manifest.unlink(missing_ok=True)
-        for folder in (self.paths.specs, self.paths.records):
-            shutil.rmtree(folder, ignore_errors=True)
-        for job_id in self.job_ids:  # its tiles, and nothing else of the outputs folder
-            self.paths.tile(job_id).unlink(missing_ok=True)
+
+    @cached_property
+    def code_here(self) -> str:
+        """The kernel's code fingerprint in this process (once per process: it reads the module's source)."""
+        return code_fingerprint(self.plan.kernel)
+
+    def check_outputs(self) -> None:
+        publish.check_outputs(self.paths, self.manifest)
+
+    def new_record(self, job_id: str) -> JobRecord:
+        return JobRecord(job_id, self.plan.id)
 
     def prepare_outputs(self) -> None:
-        ensure_folder(self.paths.outputs, "outputs", "--outputs")
+        """Before a worker's first tile: the outputs are this spool's, and its plan's tile folder is there."""
+        self.check_outputs()
+        refuse_world_writable(self.paths.outputs, "outputs")
+        ensure_folder(self.paths.all_tiles, "tiles", "--outputs")
         ensure_folder(self.paths.tiles, "tiles", "--outputs")  # both refuse world-writable folders
 
     # -- jobs ------------------------------------------------------------------------------------
@@ -254,8 +331,10 @@ class Spool:
         path = self.paths.spec(job_id)
         try:
             spec = json.loads(path.read_text())
-            if not isinstance(spec, dict) or set(spec) != {"id", "rows", "cols"}:
-                raise ValueError("expected exactly the keys id, rows and cols")
+            if not isinstance(spec, dict) or set(spec) != {"id", "plan", "rows", "cols"}:
+                raise ValueError("expected exactly the keys id, plan, rows and cols")
+            if spec["plan"] != self.plan.id:
+                raise ValueError(f"it belongs to plan {spec['plan']!r}, not this spool's plan {self.plan.id}")
             if not isinstance(spec["id"], str) or not JOB_ID_PATTERN.fullmatch(spec["id"]):
                 raise ValueError(f"id {spec['id']!r} is not of the form tile-r000-c000")
             if spec["id"] != job_id:
@@ -270,7 +349,7 @@ class Spool:
                     or not 0 <= bounds[0] < bounds[1] <= length
                 ):
                     raise ValueError(f"{key} {bounds!r} is not a [start, stop] range inside 0..{length}")
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             raise JobRunnerError(f"invalid job spec {path}: {error}") from None
         planned = self._tiles.get(job_id)
         (r0, r1), (c0, c1) = spec["rows"], spec["cols"]
@@ -284,7 +363,11 @@ class Spool:
             text = path.read_text()
         except FileNotFoundError:
             if not self.paths.records.is_dir():
-                raise JobRunnerError(f"the spool {self.paths.spool} has no records folder: plan it again") from None
+                self.check_current()  # the usual reason: the plan was replaced and its folder removed
+                raise JobRunnerError(
+                    f"the spool {self.paths.spool} has no records folder {self.paths.records}: "
+                    "plan again with --replace"
+                ) from None
             return None
         except (OSError, UnicodeDecodeError) as error:
             raise JobRunnerError(f"cannot read the job record {path} ({error})") from None
@@ -292,8 +375,10 @@ class Spool:
             record = JobRecord.from_json(text)
             if record.id != job_id:
                 raise ValueError(f"it names job {record.id!r}")
+            if record.plan != self.plan.id:
+                raise ValueError(f"it belongs to plan {record.plan!r}, not {self.plan.id}")
             return record
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
             raise JobRunnerError(
                 f"the job record {path} is unreadable ({error}): delete it to run the job again"
             ) from None
@@ -305,6 +390,7 @@ class Spool:
                 self.paths.record(record.id), record.to_json(), self.paths.record_partial(record.id, writer_tag())
             )
         except OSError as error:
+            self.check_current()  # a replaced plan's folder is removed under its stragglers
             raise JobRunnerError(
                 f"cannot write the job record {self.paths.record(record.id)}: {explain_write_error(error)}"
             ) from None
@@ -313,7 +399,11 @@ class Spool:
     @contextmanager
     def claim(self, job_id: str) -> Iterator[Hold | None]:
         """Hold the job's lock for the ``with`` block if nobody else does; yield the hold, or None."""
-        hold = self.locks.acquire(job_id)
+        try:
+            hold = self.locks.acquire(job_id)
+        except JobRunnerError:
+            self.check_current()  # the lock's folder went with a replaced plan: say that, not "cannot lock"
+            raise
         if hold is None:
             yield None  # someone else has it: the normal case, not an error
             return
@@ -328,7 +418,11 @@ class Spool:
 
     def wait_for_lock(self, job_id: str, timeout: float) -> None:
         """Block until the job's lock is free (then let it go at once), or ``timeout`` seconds pass."""
-        self.locks.wait_until_free(job_id, timeout)
+        try:
+            self.locks.wait_until_free(job_id, timeout)
+        except JobRunnerError:
+            self.check_current()
+            raise
 
     def read_claim(self, job_id: str) -> Attempt | None:
         """The attempt in flight on this job, if any (written by the lock's holder)."""
@@ -336,7 +430,13 @@ class Spool:
 
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
         """Name the attempt in flight, or clear it.  Only the lock's holder calls this."""
-        self.locks.write_claim(job_id, attempt)
+        try:
+            self.locks.write_claim(job_id, attempt)
+        except OSError as error:
+            self.check_current()
+            raise JobRunnerError(
+                f"cannot write the claim of job {job_id} in {self.paths.locks}: {explain_write_error(error)}"
+            ) from None
 
     def claim_is_live(self, job_id: str, claim: Attempt) -> bool:
         """Whether the worker a claim names is still at it."""
@@ -353,6 +453,7 @@ class Spool:
                 self.paths.tile_partial(job_id, writer_tag()),
             )
         except OSError as error:
+            self.check_current()
             raise JobRunnerError(
                 f"cannot write tile {job_id} to {target.parent}: {explain_write_error(error)}"
             ) from None
@@ -433,3 +534,37 @@ class Spool:
         """Give every failed job a fresh allowance of retries."""
         failed = [s.id for s in self.statuses(probe_locks=False) if s.state == FAILED]
         return [job_id for job_id in failed if self.requeue(job_id)]
+
+
+def _spec_json(tile: Tile, plan_id: str) -> str:
+    spec = {
+        "id": tile.id,
+        "plan": plan_id,
+        "rows": [tile.row_start, tile.row_stop],
+        "cols": [tile.col_start, tile.col_stop],
+    }
+    return json.dumps(spec) + "\n"
+
+
+def refuse_replanning(existing: Manifest, plan: Plan, paths: SpoolPaths) -> None:
+    """Planning into a spool that has a plan, without --replace: fine only if nothing would change."""
+    spool = paths.spool
+    recorded = existing.outputs_folder(spool)
+    if existing.plan.same_computation(plan) and publish.same_folder(recorded, paths.outputs):
+        return
+    if existing.plan == plan and existing.plan.code != plan.code:
+        raise JobRunnerError(
+            f"{spool} already holds this plan ({existing.plan.id}), but the kernel {plan.kernel}'s code changed since "
+            f"(fingerprint {existing.plan.code}, now {plan.code}), so its tiles were computed by the old code: "
+            "pass --replace to compute every tile again with the new code"
+        )
+    if existing.plan == plan:
+        raise JobRunnerError(
+            f"{spool} already holds this plan ({existing.plan.id}) with its results in {recorded}, not "
+            f"{paths.outputs}: drop --outputs (and JOBRUNNER_OUTPUTS), or pass --replace to start again there"
+        )
+    raise JobRunnerError(
+        f"{spool} already holds a different plan ({existing.plan.id}: {existing.plan.describe()}): "
+        "pass --replace (replace=True) to discard it and its progress, "
+        "or --spool to plan into another folder"
+    )

@@ -58,8 +58,18 @@ def _refuse_unfinished(unfinished: list[JobStatus], total: int) -> JobRunnerErro
     )
 
 
-def _unreadable_tiles(spool: Spool, done: list[str]) -> list[tuple[str, str]]:
-    """Tiles recorded done whose file is missing, truncated or of the wrong shape."""
+def _bad_tiles(spool: Spool, done: list[str]) -> list[tuple[str, str]]:
+    """Tiles recorded done that are proven bad: absent from their folder, truncated, of the wrong shape.
+
+    Only those are put back in the queue.  A tile that cannot be read for another reason (a
+    folder that is not there, permissions, an I/O error) may be fine: that refuses the reduce,
+    with one line, and requeues nothing.
+    """
+    if not spool.paths.tiles.is_dir():
+        raise JobRunnerError(
+            f"the tiles folder {spool.paths.tiles} of plan {spool.plan.id} is missing, though "
+            f"{len(done)} jobs are recorded done: was it moved? Move it back; nothing was requeued"
+        )
     bad = []
     tiles = spool.plan.tile_by_id()
     for job_id in done:
@@ -69,8 +79,13 @@ def _unreadable_tiles(spool: Spool, done: list[str]) -> list[tuple[str, str]]:
                 raise ValueError(f"holds {tile.dtype} {tile.shape}, expected float {tiles[job_id].shape}")
         except FileNotFoundError:
             bad.append((job_id, "missing"))
-        except (OSError, ValueError, EOFError) as error:
+        except (ValueError, EOFError) as error:
             bad.append((job_id, f"unreadable: {error}"))
+        except OSError as error:
+            raise JobRunnerError(
+                f"cannot read tile {spool.paths.tile(job_id)} ({error.strerror or error}): fix the disk or its "
+                "permissions and reduce again; nothing was requeued"
+            ) from None
     return bad
 
 
@@ -129,12 +144,13 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
 
 def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     """Stitch every done tile into ``<outputs>/stitched.npy`` and draw ``stitched.png``."""
+    spool.check_outputs()
     statuses = spool.statuses()  # with claims: a running tile is not a failed one
     unfinished = [s for s in statuses if s.state != DONE]
     if unfinished and not partial:
         raise _refuse_unfinished(unfinished, len(statuses))
     done = [s.id for s in statuses if s.state == DONE]
-    bad = _unreadable_tiles(spool, done)
+    bad = _bad_tiles(spool, done) if done else []
     if bad:
         for job_id, _ in bad:
             spool.requeue(job_id)
@@ -158,6 +174,7 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
         note = f"PARTIAL: {len(missing)} of {len(statuses)} tiles missing (grey)" if missing else ""
         title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note)
         save_field_figure(preview, spool.plan, title, partial_figure)
+        spool.check_current()  # a reduce of a plan replaced while it stitched puts nothing in place
         partial_array.replace(array)
         partial_figure.replace(figure)
     except OSError as error:

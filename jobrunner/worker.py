@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from jobrunner.compute import compute_tile
 from jobrunner.errors import JobRunnerError
+from jobrunner.identity import versions
 from jobrunner.locking import Hold
 from jobrunner.paths import writer_tag
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord
@@ -91,17 +92,20 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
     """Try to claim ``job_id`` and, if we get it, run one attempt (steps 1-9 of the protocol).
 
     Not while the spool is being drained: every way of running workers comes through here, so
-    this one look at the drain file stops them all between tiles.
+    this one look at the drain file stops them all between tiles.  Not for a plan that is no
+    longer the spool's, nor with kernel code other than the plan's: both raise, one line each.
     """
     if drain_requested(spool.paths):
         return Outcome(job_id, STOPPED)
+    spool.check_current()  # step 0: courtesy, not the fence (a replaced plan's paths lead only to its own folders)
+    spool.check_code()
     record = spool.read_record(job_id)
     if record is not None and record.state in (DONE, FAILED):
         return Outcome(job_id, DONE_ELSEWHERE if record.state == DONE else FAILED_ELSEWHERE)
     with spool.claim(job_id) as hold:
         if hold is None:
             return Outcome(job_id, BUSY)
-        record = spool.read_record(job_id) or JobRecord(job_id)  # look again: it may have finished meanwhile
+        record = spool.read_record(job_id) or spool.new_record(job_id)  # look again: it may have finished meanwhile
         orphan = close_orphan_claim(spool, record, lambda claim: record.close_lost(claim, time.time(), LOST_WHY))
         if record.state == DONE:
             return Outcome(job_id, DONE_ELSEWHERE)
@@ -137,7 +141,7 @@ def close_timed_out(spool: Spool, job_id: str, why: str, retries: int) -> JobRec
     with spool.claim(job_id) as hold:
         if hold is None:
             return None
-        record = spool.read_record(job_id) or JobRecord(job_id)
+        record = spool.read_record(job_id) or spool.new_record(job_id)
         orphan = close_orphan_claim(
             spool, record, lambda claim: record.close_timed_out(claim, time.time(), why, retries)
         )
@@ -146,7 +150,9 @@ def close_timed_out(spool: Spool, job_id: str, why: str, retries: int) -> JobRec
 
 def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> Outcome:
     job_id = record.id
-    attempt = record.next_attempt(socket.gethostname(), os.getpid(), time.time(), launcher())
+    attempt = record.next_attempt(
+        socket.gethostname(), os.getpid(), time.time(), launcher(), code=spool.code_here, versions=versions()
+    )
     started = time.perf_counter()
 
     def conclude(result: str, error: str | None = None) -> Outcome:
@@ -216,6 +222,8 @@ class Run:
         check_retries(retries)
         self.spool, self.on_progress, self.deadline = spool, on_progress, deadline
         self.started = time.perf_counter()
+        spool.check_current()
+        spool.check_code()  # a worker with another version of the kernel claims nothing
         spool.prepare_outputs()
         spool.locking  # noqa: B018 -- chosen (or checked against the spool's) before anything is claimed
         if retry_failed:

@@ -8,7 +8,7 @@
 # until `sinfo` says the node is idle (about 6 s from cold). Safe to run again: a Slurm that
 # already answers is left as it is.
 #
-# Also installs bindfs (FUSE) for the shared-disk tests.
+# Also installs bindfs (FUSE) for the shared-disk tests, and faketime for a node whose clock is off.
 # MPI and Dask need no system service: the test extras install them into .venv (`jobrunner[mpi]`,
 # `jobrunner[dask]`), and the tests start their own mpiexec and Dask scheduler and workers.
 set -euo pipefail
@@ -25,6 +25,13 @@ if [ "$(id -u)" = 0 ] && ! command -v bindfs >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 bindfs >/dev/null
   echo "engines: installed bindfs"
+fi
+
+# faketime (libfaketime): a worker on a "node" whose clock runs behind (tests/test_plan_identity.py).
+if [ "$(id -u)" = 0 ] && ! command -v faketime >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime >/dev/null
+  echo "engines: installed faketime"
 fi
 
 if command -v sinfo >/dev/null && [[ "$(node_state)" =~ ^(idle|mixed|allocated) ]]; then

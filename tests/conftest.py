@@ -59,13 +59,28 @@ class Project:
         )
 
     # -- reading the spool as a test sees it --------------------------------------------------------
+    @property
+    def plan_id(self) -> str:
+        """The id of the spool's current plan, as ``plan.json`` names it."""
+        return json.loads((self.spool / "plan.json").read_text())["id"]
+
+    @property
+    def plan_folder(self) -> Path:
+        """``<spool>/plans/<id>``: the current plan's specs, locks and records."""
+        return self.spool / "plans" / self.plan_id
+
+    @property
+    def tiles(self) -> Path:
+        """``<outputs>/tiles/<id>``: the current plan's tiles."""
+        return self.outputs / "tiles" / self.plan_id
+
     def records(self) -> dict[str, dict]:
-        folder = self.spool / "records"
+        folder = self.plan_folder / "records"
         return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
     def claims(self) -> dict[str, dict]:
         """The attempts in flight: what each non-empty lock file (flock) or claim file (lease) names."""
-        folder = self.spool / "locks"
+        folder = self.plan_folder / "locks"
         found = {}
         for path in sorted([*folder.glob("*.lock"), *folder.glob("*.claim")]):
             try:

@@ -57,16 +57,18 @@ def test_spool_or_outputs_that_is_a_file(project):
     assert_one_line_error(
         project.run("plan", "--step", "0.1", "--spool", project.root / "a file", check=False), "is a file", "--spool"
     )
-    project.run("plan", "--step", "0.1", "--tiles", "2x2")
     assert_one_line_error(
-        project.run("work", "--outputs", project.root / "a file", check=False), "is a file", "--outputs"
+        project.run("plan", "--step", "0.1", "--outputs", project.root / "a file", check=False),
+        "is a file",
+        "--outputs",
     )
+    project.run("plan", "--step", "0.1", "--tiles", "2x2")
     assert_one_line_error(project.run("status", "--spool", project.root / "a file", check=False), "is a file")
 
 
 def test_outputs_not_writable(project, read_only_folder):
-    project.run("plan", "--step", "0.1", "--tiles", "2x2")
-    assert_one_line_error(project.run("work", "--outputs", read_only_folder, check=False), "not writable")
+    result = project.run("plan", "--step", "0.1", "--tiles", "2x2", "--outputs", read_only_folder, check=False)
+    assert_one_line_error(result, "not writable")
     assert_one_line_error(
         project.run("serial", "--step", "0.1", "--outputs", read_only_folder, check=False), "not writable"
     )
@@ -74,9 +76,9 @@ def test_outputs_not_writable(project, read_only_folder):
 
 def test_outputs_not_writable_even_as_root(project):
     """A path under a file cannot be created by anyone, root included."""
-    project.run("plan", "--step", "0.1", "--tiles", "2x2")
     project.root.joinpath("a file").write_text("x")
-    result = project.run("supervise", "--outputs", project.root / "a file" / "outputs", check=False)
+    outputs = project.root / "a file" / "outputs"
+    result = project.run("plan", "--step", "0.1", "--tiles", "2x2", "--outputs", outputs, check=False)
     assert_one_line_error(result, "cannot create the outputs folder", "--outputs")
 
 
@@ -94,10 +96,11 @@ def test_a_different_plan_into_a_used_spool_is_refused_and_changes_nothing(proje
     assert before == {p: p.read_bytes() for p in project.spool.rglob("*") if p.is_file()}
     # and --replace does what it says
     (project.outputs / "keep me.txt").write_text("not jobrunner's")
+    old_plan, old_tiles = project.plan_folder, project.tiles
     project.run("plan", "--step", "0.05", "--tiles", "2x2", "--replace")
     assert '"step": 0.05' in (project.spool / "plan.json").read_text()
-    assert not list((project.spool / "records").iterdir())
-    assert not list((project.outputs / "tiles").iterdir())  # the old plan's tiles went with it
+    assert not list((project.plan_folder / "records").iterdir())
+    assert not old_plan.exists() and not old_tiles.exists()  # the old plan went, with its tiles
     assert (project.outputs / "keep me.txt").exists()
 
 
@@ -112,7 +115,7 @@ def test_a_truncated_tile_met_by_reduce(project, serial_reference):
     project.run("supervise", "--workers", "2")
     project.run("reduce")
     earlier = (project.outputs / "stitched.npy").read_bytes(), (project.outputs / "stitched.png").read_bytes()
-    tile = project.outputs / "tiles" / "tile-r001-c000.npy"
+    tile = project.tiles / "tile-r001-c000.npy"
     tile.write_bytes(tile.read_bytes()[:100])
     result = project.run("reduce", check=False)
     assert_one_line_error(result, "tile-r001-c000.npy", "jobrunner supervise")

@@ -83,9 +83,9 @@ def test_a_kernel_out_of_retries_is_left_failed_and_the_worker_exits_nonzero(pro
 
 def test_a_hand_edited_spec_fails_its_job_and_the_rest_finish(project):
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
-    bad = project.spool / "specs" / "tile-r000-c001.json"
+    bad = project.plan_folder / "specs" / "tile-r000-c001.json"
     bad.write_text(json.dumps({"id": "../../escape", "rows": [0, 100], "cols": [0, 100]}))
-    truncated = project.spool / "specs" / "tile-r001-c000.json"
+    truncated = project.plan_folder / "specs" / "tile-r001-c000.json"
     truncated.write_text(truncated.read_text()[:10])
     result = project.run("work", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -94,14 +94,16 @@ def test_a_hand_edited_spec_fails_its_job_and_the_rest_finish(project):
     assert str(bad) in records["tile-r000-c001"]["attempts"][-1]["error"]
     assert records["tile-r001-c000"]["state"] == "failed"
     assert records["tile-r000-c000"]["state"] == records["tile-r001-c001"]["state"] == "done"
-    assert sorted(p.name for p in (project.outputs / "tiles").iterdir()) == ["tile-r000-c000.npy", "tile-r001-c001.npy"]
+    assert sorted(p.name for p in project.tiles.iterdir()) == ["tile-r000-c000.npy", "tile-r001-c001.npy"]
     assert not (project.root.parent / "escape.npy").exists()
 
 
 def test_ranges_outside_the_grid_are_refused(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
-    spec = project.spool / "specs" / "tile-r000-c000.json"
-    spec.write_text(json.dumps({"id": "tile-r000-c000", "rows": [0, 10_000], "cols": [0, 100]}))
+    spec = project.plan_folder / "specs" / "tile-r000-c000.json"
+    spec.write_text(
+        json.dumps({"id": "tile-r000-c000", "plan": project.plan_id, "rows": [0, 10_000], "cols": [0, 100]})
+    )
     project.run("work", check=False)
     error = project.records()["tile-r000-c000"]["attempts"][-1]["error"]
     assert "rows" in error and "inside 0..200" in error
@@ -155,7 +157,7 @@ def test_a_briefly_held_lock_does_not_strand_its_job(project):
     import sys
 
     project.run("plan", "--step", STEP, "--tiles", "1x3", "--kernel", "numpy")
-    lock = project.spool / "locks" / "tile-r000-c001.lock"
+    lock = project.plan_folder / "locks" / "tile-r000-c001.lock"
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -175,23 +177,25 @@ def test_a_briefly_held_lock_does_not_strand_its_job(project):
 
 def test_a_record_that_names_another_job_is_refused(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
-    (project.spool / "records").joinpath("tile-r000-c000.json").write_text(
+    (project.plan_folder / "records").joinpath("tile-r000-c000.json").write_text(
         json.dumps({"id": "../../escaped", "state": "pending", "failures": 0, "lost": 0, "attempts": []})
     )
     result = project.run("work", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "tile-r000-c000.json is unreadable" in result.stderr and "delete it" in result.stderr
     assert not list(project.root.parent.rglob("escaped*"))
-    (project.spool / "records" / "tile-r000-c000.json").write_text("null")
+    (project.plan_folder / "records" / "tile-r000-c000.json").write_text("null")
     assert "Traceback" not in project.run("status", check=False).stderr
 
 
 def test_partials_orphaned_by_a_kill_are_swept_when_the_spool_is_finished(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
-    scratch = project.spool / "records" / ".deadhost-12345.partial"  # a killed writer's own folder
+    scratch = project.plan_folder / "records" / ".deadhost-12345.partial"  # a killed writer's own folder
     scratch.mkdir()
     (scratch / "tile-r000-c000.json").write_text("{")
-    (project.spool / "records" / ".tile-r000-c001.json.deadhost-12345.partial").write_text("{")  # beside its target
+    (project.plan_folder / "records" / ".tile-r000-c001.json.deadhost-12345.partial").write_text(
+        "{"
+    )  # beside its target
     project.run("work")
     assert project.leftovers() == []
 
@@ -201,7 +205,7 @@ def test_a_run_that_ends_unfinished_removes_only_empty_folders_of_writers_that_a
     gone = subprocess.Popen(["true"])
     gone.wait()
     host = writer_tag(pid=0).rpartition("-")[0]
-    tiles = project.outputs / "tiles"
+    tiles = project.tiles
     scratch = {who: tiles / f".{host}-{pid}.partial" for who, pid in (("gone", gone.pid), ("alive", os.getpid()))}
     scratch["elsewhere"] = tiles / ".node-b-12345.partial"  # another host's: nobody here can tell
     for folder in scratch.values():

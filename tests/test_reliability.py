@@ -53,11 +53,13 @@ def pool_children(parent_pid: int) -> list[int]:
 
 def stray_files(project) -> list[Path]:
     """Anything in outputs/ that is neither a tile nor a product: half-written or temporary files."""
-    expected = {"stitched.npy", "stitched.png"}
+    expected = {"stitched.npy", "stitched.png", "owner.json"}
     return [
         path
         for path in project.outputs.rglob("*")
-        if path.is_file() and not (path.parent.name == "tiles" and path.suffix == ".npy") and path.name not in expected
+        if path.is_file()
+        and not (path.parent.parent.name == "tiles" and path.suffix == ".npy")
+        and path.name not in expected
     ]
 
 
@@ -220,13 +222,13 @@ def _check_the_refused_tile(project, stderr: str, folder_words: str, done_before
     assert stray_files(project) == []
     for job in done_before:  # nothing finished is lost or touched
         assert records[job]["state"] == "done"
-        assert (project.outputs / "tiles" / f"{job}.npy").read_bytes() == hashes[job]
+        assert (project.tiles / f"{job}.npy").read_bytes() == hashes[job]
 
 
 def test_a_full_disk_stops_the_worker_with_one_line_and_loses_nothing(project, serial_reference):
     project.run("plan", "--step", STEP, "--tiles", "4x4", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.2")
     done_before = _finish_some_tiles_then_interrupt(project, 3)
-    hashes = {job: (project.outputs / "tiles" / f"{job}.npy").read_bytes() for job in done_before}
+    hashes = {job: (project.tiles / f"{job}.npy").read_bytes() for job in done_before}
     # A 20 KB tile against a 8 KB file-size limit: the write fails with EFBIG, as on a full disk.
     limited = subprocess.run(
         ["bash", "-c", 'ulimit -f 8 && exec "$@"', "bash", *project.command("work")],
@@ -254,12 +256,12 @@ def test_an_outputs_folder_that_turns_read_only_stops_the_worker_with_one_line(p
         worker = project.start("work")
         wait_until(lambda: done_count(project) >= 2, what="two tiles")
         done_before = {job for job, r in project.records().items() if r["state"] == "done"}
-        hashes = {job: (project.outputs / "tiles" / f"{job}.npy").read_bytes() for job in done_before}
+        hashes = {job: (project.tiles / f"{job}.npy").read_bytes() for job in done_before}
         wait_until(lambda: _remount(project.outputs, "ro"), what="a read-only remount")  # EBUSY mid-write
         code, _, stderr = wait(worker)
         assert code == 1
         done_before = {job for job, r in project.records().items() if r["state"] == "done"}
-        hashes.update({job: (project.outputs / "tiles" / f"{job}.npy").read_bytes() for job in done_before})
+        hashes.update({job: (project.tiles / f"{job}.npy").read_bytes() for job in done_before})
         _check_the_refused_tile(project, stderr, "Read-only file system", done_before, hashes)
         subprocess.run(["mount", "-o", "remount,rw", str(project.outputs)], check=True)
         project.run("work")
@@ -381,7 +383,6 @@ def test_a_world_writable_spool_or_outputs_is_refused_and_a_group_shared_one_is_
     assert str(project.spool) in refused.stderr
 
     project.spool.chmod(0o2770)  # a project folder shared with a group
-    project.outputs.mkdir(mode=0o777)
     project.outputs.chmod(0o777)
     refused = project.run("work", check=False)
     assert refused.returncode == 1 and str(project.outputs) in refused.stderr and "chmod o-w" in refused.stderr

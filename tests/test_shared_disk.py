@@ -39,12 +39,20 @@ class Node:
             "JOBRUNNER_OUTPUTS": str(mount / "outputs"),
         }
 
-    def command(self, *args: str) -> list[str]:
-        return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.name, *self.project.command(*args)]
+    def command(self, *args: str, clock: str | None = None) -> list[str]:
+        """``clock``: a faketime offset for this node's clock, such as ``-60s``."""
+        skew = ["faketime", "-f", clock] if clock else []
+        hostname = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', self.name]
+        return [*hostname, *skew, *self.project.command(*args)]
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, clock: str | None = None) -> subprocess.Popen:
         return subprocess.Popen(
-            self.command(*args), cwd=self.mount, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.command(*args, clock=clock),
+            cwd=self.mount,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
@@ -88,8 +96,13 @@ def test_a_flock_through_one_mount_is_not_seen_through_the_other(two_nodes):
     assert not excluded, "bindfs now passes flocks through; these tests no longer simulate a lockless share"
 
 
+def _plan_folder(shared: Path) -> Path:
+    plan_id = json.loads((shared / "jobs" / "plan.json").read_text())["id"]
+    return shared / "jobs" / "plans" / plan_id
+
+
 def _records(shared: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in (shared / "jobs" / "records").glob("*.json")}
+    return {p.stem: json.loads(p.read_text()) for p in (_plan_folder(shared) / "records").glob("*.json")}
 
 
 def test_workers_on_two_nodes_finish_every_tile_exactly_once_with_leases(
@@ -140,7 +153,7 @@ def test_a_node_that_dies_mid_tile_gives_its_tile_back_when_its_lease_runs_out(t
     a.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
     doomed = b.start("work")
     deadline = time.monotonic() + PROCESS_TIMEOUT
-    claims = shared / "jobs" / "locks"
+    claims = _plan_folder(shared) / "locks"
     while not list(claims.glob("*.claim")):
         assert time.monotonic() < deadline, "node-b never claimed a job"
         time.sleep(0.02)
@@ -155,5 +168,38 @@ def test_a_node_that_dies_mid_tile_gives_its_tile_back_when_its_lease_runs_out(t
     outcomes = [(x["host"], x["outcome"]) for x in lost[0]["attempts"]]
     assert outcomes == [("node-b", "lost"), ("node-a", "done")], outcomes
     assert not list(shared.rglob("*.partial"))
+    a.run("reduce")
+    assert np.array_equal(np.load(shared / "outputs" / "stitched.npy"), serial_reference(STEP))
+
+
+def test_a_replaced_plans_worker_on_a_node_whose_clock_runs_behind_writes_nothing_into_the_new_plan(
+    two_nodes, project, serial_reference
+):
+    """Node-b's clock is a minute slow; its worker is mid-tile when node-a replaces the plan (leases)."""
+    if not shutil.which("faketime"):
+        engine_missing("faketime is not installed: `bash scripts/engines.sh` (as root) installs it")
+    shared, (a, b) = two_nodes
+    a.run(
+        "plan", "--step", STEP, "--tiles", "2x2", "--kernel", "jr_test_kernels:slow",
+        "--param", "delay=2", "--sigma", "2",
+    )  # fmt: skip
+    straggler = b.start("work", clock="-60s")
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    claims = _plan_folder(shared) / "locks"
+    while not list(claims.glob("*.claim")):
+        assert time.monotonic() < deadline, "node-b never claimed a job"
+        time.sleep(0.02)
+    claim = json.loads(next(claims.glob("*.claim")).read_text())
+    assert claim["host"] == "node-b" and claim["started"] < time.time() - 50  # its clock really is behind
+    a.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy", "--replace")
+    a.run("work")  # drains the new plan while node-b still computes the old plan's tile
+    code, _, stderr = wait(straggler)
+    assert code == 1 and "was replaced" in stderr and "Traceback" not in stderr, stderr
+    plan_id = json.loads((shared / "jobs" / "plan.json").read_text())["id"]
+    records = _records(shared)
+    assert len(records) == 4
+    for record in records.values():
+        assert record["plan"] == plan_id and record["state"] == "done"
+        assert [(x["host"], x["plan"]) for x in record["attempts"]] == [("node-a", plan_id)]
     a.run("reduce")
     assert np.array_equal(np.load(shared / "outputs" / "stitched.npy"), serial_reference(STEP))

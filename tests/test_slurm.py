@@ -55,8 +55,8 @@ def test_the_script_runs_this_python_on_this_spool_and_drains_it(project, serial
         "#SBATCH --nice=10",
     ]
     last = shlex.split(text.strip().splitlines()[-1])
-    assert last == ["exec", sys.executable, "-m", "jobrunner", "work", "--spool", str(project.spool),
-                    "--outputs", str(project.outputs)]  # fmt: skip
+    # no --outputs: the worker uses the folder the plan records
+    assert last == ["exec", sys.executable, "-m", "jobrunner", "work", "--spool", str(project.spool)]
     assert (project.spool / "slurm" / "logs").is_dir()
 
     # Outside Slurm it is a plain bash script: run from elsewhere, without our variables, it drains the spool.

@@ -1,0 +1,415 @@
+"""A plan's life in a spool: published once, first writer wins; replaced by compare-and-swap; fenced.
+
+The job-level protocol (claims, records, tiles) is in :mod:`jobrunner.spool`; this module owns
+what sits above it: which plan is the spool's, and how one plan gives way to the next without
+anything of the old plan reaching the new one.
+
+Layout
+------
+::
+
+    <spool>/plan.json                     the current plan: a copy of its plan folder's manifest
+    <spool>/plans/<id>/plan.json          each plan's own manifest, there from the folder's first moment
+    <spool>/plans/<id>/successor.json     the manifest of the plan that replaced it (made once, by link)
+    <spool>/plans/<id>/specs, locks, records      the plan's jobs (see jobrunner.spool)
+    <spool>/plans/.<id>.<host>-<pid>.partial/     a plan being written, renamed to plans/<id> when whole
+    <outputs>/owner.json                  the spool these outputs belong to: {"spool_id", "spool"}
+    <outputs>/tiles/<id>/<job>.npy        the plan's tiles
+
+Identity
+--------
+A manifest names its plan (``id``, made by ``plan``: :func:`jobrunner.identity.new_plan_id`),
+the fingerprint of its kernel's code (``code``), the spool it belongs to (``spool_id``: made by
+the spool's first plan, kept by every plan that replaces it) and its outputs folder
+(``outputs``: relative to the spool when they share a parent folder, so a spool mounted at
+another path on another node still finds them; absolute otherwise).  Every spec, claim and
+record names its plan id, and every attempt records the code fingerprint and the versions
+that computed it.  A tile's plan is named by its folder.
+
+Publishing (``jobrunner plan``)
+-------------------------------
+1. Check that the outputs folder is free for this spool (see step 5); another spool's is
+   refused with one line, before anything is written.
+2. Write the manifest, the specs and empty ``locks/`` and ``records/`` into a partial folder of
+   this process's own, then rename it to ``plans/<id>``: a plan folder is whole from its first
+   moment, and always holds its ``plan.json``.
+3. Into an empty spool: ``os.link`` the manifest to ``<spool>/plan.json``.  The link fails if the
+   name exists, so of two plans racing into one spool exactly one is published; the other
+   removes its folder and says so.
+   Replacing plan A: ``os.link`` the manifest to ``plans/A/successor.json`` (fails if A already
+   has a successor: of two replaces of A exactly one wins), then ``os.replace`` it onto
+   ``<spool>/plan.json``.
+4. Retire A: unlink ``plans/A/plan.json`` first (from then on A is garbage to whoever looks),
+   then remove A's tiles and ``plans/A``.
+5. Bind the outputs folder, by the plan that won only: ``owner.json`` is made by link, so the
+   first spool to use a folder owns it.  A binding is taken over only from a spool that is gone
+   (its folder holds no plan) or by this same spool folder planned afresh.  Workers and reduce
+   refuse an outputs folder whose owner is not their spool.
+
+Reading the current plan: ``<spool>/plan.json``, then, while ``plans/<id>/successor.json``
+exists, its successor (a replace killed between its link and its ``os.replace`` still counts);
+if ``plans/<id>/plan.json`` is gone, the plan was replaced as we read: read again.
+
+Fencing: what a replaced plan's stragglers can do
+-------------------------------------------------
+Every worker, supervisor and reduce acts for one plan id, and every path it writes is inside
+that plan's folders, so the current plan never reads what a straggler of an older plan writes,
+whatever the straggler is doing (waiting on a lock, in the middle of a tile, frozen for a day,
+in a container with its own pid namespace, on a node whose clock is off); no pid, clock or
+lease is trusted for this.  A straggler can still:
+
+* compute a tile and publish it, or a record, into its own plan's folders while they exist (they
+  are removed at step 4, after which its writes fail and it stops with one line);
+* make its own plan's empty lock folder again (filelock makes a lock file's parent folders),
+  which the next ``plan``'s clean-up removes.
+
+It cannot publish, record or delete anything of the current plan.  Workers also look, before
+each claim, whether their plan is still the spool's (two ``stat`` calls) and stop with one line
+if not; that is courtesy, not the fence.  A ``plan`` killed at any step leaves either the old
+plan current with the new one's folder unpublished, or the new plan current with the old one's
+folder retired; neither can be adopted, since a plan's records and tiles start empty in folders
+named by its own id.
+
+Clean-up, by ``plan`` once it has published (:func:`sweep`): a plan folder goes when it is
+retired (it has a ``successor.json``, or lacks its ``plan.json``), or when it was never
+published and its writer is a dead process of this host; a partial plan folder goes when its
+writer is a dead process of this host.  Tiles of removed plans go first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobrunner.errors import JobRunnerError
+from jobrunner.files import ensure_folder, write_text
+from jobrunner.identity import PLAN_ID_PATTERN
+from jobrunner.locking import pid_alive
+from jobrunner.paths import SpoolPaths, local_pid, writer_tag
+from jobrunner.plan import Plan
+
+OUTPUTS_FORMAT = "jobrunner-outputs/1"
+
+#: Successors followed from ``plan.json`` before the chain is called broken (a loop planted by hand).
+MAX_SUCCESSORS = 64
+#: Reads of ``plan.json`` while it is being replaced under us, before giving up.
+READ_ATTEMPTS = 20
+
+
+class PlanReplaced(JobRunnerError):
+    """The plan this process acts for is no longer the spool's: it stops, writing nothing more."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A published plan: the plan (with its id and code fingerprint) and what binds it to its spool."""
+
+    plan: Plan
+    spool_id: str
+    outputs: str  # as recorded: relative to the spool folder, or absolute
+    created_by: str = ""  # writer tag of the `plan` that wrote it
+    created_at: float = 0.0
+    versions: str = ""
+
+    def outputs_folder(self, spool: Path) -> Path:
+        return Path(os.path.normpath(spool / self.outputs))
+
+    def to_json(self) -> str:
+        document = self.plan.to_document()
+        document.update(
+            spool_id=self.spool_id,
+            outputs=self.outputs,
+            created_by=self.created_by,
+            created_at=self.created_at,
+            versions=self.versions,
+        )
+        return json.dumps(document, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Manifest:
+        try:
+            document: Any = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise JobRunnerError(f"{source} is not a valid jobrunner plan ({error})") from None
+        plan = Plan.from_document(document, source)
+        fields = {"spool_id": str, "outputs": str, "created_by": str, "created_at": (int, float), "versions": str}
+        for name, kind in fields.items():
+            if not isinstance(document.get(name), kind) or isinstance(document.get(name), bool):
+                raise JobRunnerError(f"{source} is not a valid jobrunner plan ({name} is missing or not a {kind})")
+        for name, value in (("id", plan.id), ("spool_id", document["spool_id"])):
+            if not PLAN_ID_PATTERN.fullmatch(value):  # it names folders: nothing but what new_plan_id makes
+                raise JobRunnerError(f"{source} is not a valid jobrunner plan ({name} {value!r} is malformed)")
+        return cls(plan, **{name: document[name] for name in fields})
+
+
+def recorded_outputs(spool: Path, outputs: Path) -> str:
+    """How a manifest records its outputs: relative to the spool when both share a parent folder."""
+    if os.path.commonpath([spool, outputs]) == os.sep:
+        return str(outputs)
+    return os.path.relpath(outputs, spool)
+
+
+def same_folder(a: Path, b: Path) -> bool:
+    """The same name, or two names of one folder (a symlink; not two mounts of it, whose devices differ)."""
+    if os.path.normpath(a) == os.path.normpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        return False
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _read_manifest(path: Path) -> Manifest:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise JobRunnerError(f"cannot read the plan {path} ({error})") from None
+    return Manifest.from_json(text, str(path))
+
+
+def current(paths: SpoolPaths) -> Manifest | None:
+    """The spool's current plan (None if it has none), following successors (see the module doc)."""
+    for _ in range(READ_ATTEMPTS):
+        try:
+            manifest = _read_manifest(paths.manifest)
+        except FileNotFoundError:
+            return None
+        for _ in range(MAX_SUCCESSORS):
+            try:
+                manifest = _read_manifest(paths.successor(manifest.plan.id))
+            except FileNotFoundError:
+                break
+        else:
+            raise JobRunnerError(f"the plans in {paths.plans} name successors in a loop: plan again with --replace")
+        if paths.plan_copy(manifest.plan.id).exists():
+            return manifest
+        time.sleep(0.01)  # its folder is gone: plan.json was replaced while we read it
+    return manifest  # a plan whose folder is missing: Spool.open says so, and --replace mends it
+
+
+def read_plan(paths: SpoolPaths, plan_id: str) -> Manifest:
+    """One plan by its id, current or not (a supervisor's pool process opens its parent's plan)."""
+    if not PLAN_ID_PATTERN.fullmatch(plan_id):
+        raise JobRunnerError(f"{plan_id!r} is not a plan id")
+    try:
+        return _read_manifest(paths.plan_copy(plan_id))
+    except FileNotFoundError:
+        raise PlanReplaced(
+            f"the plan {plan_id} is no longer in {paths.spool} (it was replaced): this worker stops"
+        ) from None
+
+
+def is_current(paths: SpoolPaths) -> bool:
+    """Whether ``paths.plan_id`` is still the spool's plan: its manifest is there and it has no successor.
+
+    Two ``stat`` calls, cheap enough for before every claim.  A retired plan loses its
+    ``plan.json`` before anything else of it goes, so a straggler's look is never fooled by a
+    folder half removed.
+    """
+    return paths.plan_copy().exists() and not paths.successor().exists()
+
+
+def replaced_message(paths: SpoolPaths) -> str:
+    """What to say when this process's plan is no longer the spool's."""
+    try:
+        now = current(paths)
+    except JobRunnerError:
+        now = None
+    successor = f"by plan {now.plan.id}" if now is not None else "or deleted"
+    return (
+        f"the plan {paths.plan_id} this worker was started for was replaced {successor} in {paths.spool}: "
+        "it stops and writes nothing more; start workers again for the new plan"
+    )
+
+
+# -- the outputs folder's owner ----------------------------------------------------------------------
+def _read_owner(paths: SpoolPaths) -> dict | None:
+    try:
+        document = json.loads(paths.owner.read_text())
+        if not isinstance(document, dict) or document.get("format") != OUTPUTS_FORMAT:
+            raise ValueError(f"format is not {OUTPUTS_FORMAT}")
+        if not isinstance(document.get("spool_id"), str) or not isinstance(document.get("spool"), str):
+            raise ValueError("spool_id and spool must be strings")
+        return document
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError) as error:
+        raise JobRunnerError(
+            f"cannot read {paths.owner} ({error}): if no spool uses {paths.outputs} any more, delete that file"
+        ) from None
+
+
+def _spool_id_at(spool: Path) -> str | None:
+    """The spool id of the plan in folder ``spool``, or None if it holds no readable plan."""
+    try:
+        return current(SpoolPaths(spool, spool)).spool_id  # type: ignore[union-attr]
+    except (JobRunnerError, AttributeError, OSError):
+        return None
+
+
+def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False) -> None:
+    """Make ``paths.outputs`` this spool's (first writer wins); refuse one that another spool owns.
+
+    ``dry_run``: only check that it could be done (before a plan is published; the binding itself
+    is made after, by the plan that won, so a plan that lost a race never binds anything).
+    """
+    ensure_folder(paths.outputs, "outputs", "--outputs")
+    for _ in range(2):
+        owner = _read_owner(paths)
+        if owner is not None and owner["spool_id"] == spool_id:
+            return
+        if owner is not None:
+            theirs = Path(owner["spool"])
+            if not (same_folder(theirs, paths.spool) or _spool_id_at(theirs) is None):
+                raise JobRunnerError(
+                    f"the outputs folder {paths.outputs} belongs to the spool {theirs}: two spools in one outputs "
+                    f"folder would overwrite each other's results; pass --outputs {paths.spool.name}-outputs "
+                    "(or another folder of its own)"
+                )
+        if dry_run:
+            return
+        text = json.dumps({"format": OUTPUTS_FORMAT, "spool_id": spool_id, "spool": str(paths.spool)}) + "\n"
+        if owner is not None:
+            write_text(paths.owner, text)  # this spool folder planned afresh, or a spool that is gone
+            return
+        partial = SpoolPaths.partial(paths.owner, writer_tag())
+        try:
+            partial.write_text(text)
+            os.link(partial, paths.owner)  # fails if it exists: the first spool wins, whole
+            return
+        except FileExistsError:
+            continue  # another spool's plan bound it just now: look at whose it is
+        except OSError as error:
+            raise JobRunnerError(f"cannot write {paths.owner} ({error.strerror or error})") from None
+        finally:
+            partial.unlink(missing_ok=True)
+    raise JobRunnerError(f"{paths.owner} keeps changing: is another `jobrunner plan` running?")
+
+
+def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
+    """Before writing tiles or products: the outputs folder exists and still belongs to this spool."""
+    if not paths.outputs.is_dir():
+        raise JobRunnerError(
+            f"the outputs folder {paths.outputs} that the plan records is missing (moved or deleted?): "
+            f"move it back, or `jobrunner plan --replace --spool {paths.spool}` to compute everything again"
+        )
+    owner = _read_owner(paths)
+    if owner is None:  # a `plan` killed between publishing and binding (step 5): finish its work
+        bind_outputs(paths, manifest.spool_id)
+        owner = _read_owner(paths)
+    if owner is None or owner["spool_id"] != manifest.spool_id:
+        whose = "no spool" if owner is None else f"the spool {owner['spool']}"
+        raise JobRunnerError(
+            f"the outputs folder {paths.outputs} now belongs to {whose}, not to the spool {paths.spool}: "
+            f"`jobrunner plan --replace --spool {paths.spool} --outputs FOLDER` with a folder of its own"
+        )
+
+
+# -- publishing --------------------------------------------------------------------------------------
+def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, str]) -> None:
+    """Step 2: the plan's folder, whole, under ``plans/<id>`` (``specs``: file name -> text)."""
+    plan_id = manifest.plan.id
+    ensure_folder(paths.plans, "spool's plans", "--spool")
+    partial = paths.plans / f".{plan_id}.{writer_tag()}.partial"
+    try:
+        partial.mkdir()
+        (partial / "plan.json").write_text(manifest.to_json())
+        for name in ("specs", "locks", "records"):
+            (partial / name).mkdir()
+        spec_folder = partial / "specs"
+        for name, text in specs.items():
+            with open(spec_folder / name, "w") as file:  # a new folder nobody reads yet: no partial names
+                file.write(text)
+        os.rename(partial, paths.plan_folder(plan_id))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None) -> None:
+    """Step 3: make ``manifest`` the spool's plan, if ``replacing`` is still the spool's (None: empty spool).
+
+    Raises JobRunnerError if another plan got there first; the caller removes its folder.
+    """
+    partial = SpoolPaths.partial(paths.manifest, writer_tag())
+    try:
+        partial.write_text(manifest.to_json())
+        if replacing is None:
+            os.link(partial, paths.manifest)  # fails if it exists: of two first plans, one wins
+        else:
+            old = replacing.plan.id
+            if paths.plan_copy(old).exists():
+                os.link(partial, paths.successor(old))  # A's one successor: of two replaces, one wins
+            # else a spool whose plan lost its folder (killed mid-publish, or removed by hand): no
+            # one can be working on it, and there is nothing to swap against
+            os.replace(partial, paths.manifest)
+    except FileExistsError:
+        raise JobRunnerError(
+            f"another plan was published into {paths.spool} while this one was being written: "
+            "`jobrunner status` shows it; pass --replace to replace it"
+        ) from None
+    except FileNotFoundError:  # A's folder went: someone else replaced and retired it first
+        raise JobRunnerError(
+            f"another plan replaced the one in {paths.spool} while this one was being written: "
+            "`jobrunner status` shows it; pass --replace again to replace it"
+        ) from None
+    except OSError as error:
+        raise JobRunnerError(f"cannot publish the plan in {paths.spool} ({error.strerror or error})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def remove_plan(paths: SpoolPaths, manifest: Manifest | None, plan_id: str) -> None:
+    """Step 4, and the clean-up's: a plan that is not (or will never be) the spool's, and its tiles."""
+    with suppress(OSError):
+        paths.plan_copy(plan_id).unlink(missing_ok=True)  # first: from now on it is garbage to all
+    outputs = manifest.outputs_folder(paths.spool) if manifest is not None else paths.outputs
+    shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
+    # ignore_errors: a straggler may still be making files in there; what it leaves, the next sweep takes
+    shutil.rmtree(paths.plan_folder(plan_id), ignore_errors=True)
+
+
+def sweep(paths: SpoolPaths) -> None:
+    """Remove retired plans, and plans a dead local ``plan`` never published (see the module doc)."""
+    try:
+        entries = list(os.scandir(paths.plans))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):  # .<id>.<writer>.partial: ids have no dots, host names may
+            writer = name[1:].removesuffix(".partial").partition(".")[2] if name.endswith(".partial") else ""
+            pid = local_pid(writer)
+            if pid is not None and not pid_alive(pid):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            continue
+        if not PLAN_ID_PATTERN.fullmatch(name):
+            continue  # not ours: leave it
+        folder_paths = paths.for_plan(name)
+        if folder_paths.successor().exists() or not folder_paths.plan_copy().exists():
+            manifest = _manifest_or_none(folder_paths.plan_copy())
+            remove_plan(paths, manifest, name)
+            continue
+        manifest = _manifest_or_none(folder_paths.plan_copy())
+        pid = local_pid(manifest.created_by) if manifest is not None else None
+        # Its writer is dead, so it can no longer be published: if it is not current now, it never will be.
+        if pid is not None and not pid_alive(pid):
+            now = current(paths)
+            if now is None or now.plan.id != name:
+                remove_plan(paths, manifest, name)
+
+
+def _manifest_or_none(path: Path) -> Manifest | None:
+    try:
+        return _read_manifest(path)
+    except (OSError, JobRunnerError):
+        return None
