@@ -64,12 +64,13 @@ OutputsOption = Annotated[
     ),
 ]
 PlanOutputsOption = Annotated[
-    Path,
+    Optional[Path],
     typer.Option(
         "--outputs",
         envvar="JOBRUNNER_OUTPUTS",
         help="Folder for tiles, arrays and figures; the plan records it, and every later command uses it. "
-        "One spool per outputs folder.",
+        "One spool per outputs folder. Default: outputs/ for a new spool, else the folder its plan records.",
+        show_default=False,
     ),
 ]
 SerialOutputsOption = Annotated[
@@ -172,7 +173,7 @@ def plan(
         typer.Option("--replace", help="Discard a different plan already in the spool, with its records and tiles."),
     ] = False,
     spool: SpoolOption = Path("jobs"),
-    outputs: PlanOutputsOption = Path("outputs"),
+    outputs: PlanOutputsOption = None,
 ) -> None:
     """Write one JSON job spec per tile into the spool. Planning the same plan again changes nothing.
 
@@ -498,10 +499,9 @@ def _watch(the_spool, interval: float) -> None:
     from rich.live import Live
 
     from jobrunner.figures import save_tile_map
-    from jobrunner.files import ensure_folder
     from jobrunner.timeline import timeline
 
-    ensure_folder(the_spool.paths.outputs, "outputs", "--outputs")
+    the_spool.check_outputs()  # never make a moved-away outputs folder again: reduce would requeue everything
     target = the_spool.paths.product("tiles.png")
     rows, cols = the_spool.plan.tiling
 
@@ -631,7 +631,6 @@ def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
     and prints each worker's totals. Works while the spool is still draining.
     """
     from jobrunner.figures import save_timeline_figure
-    from jobrunner.files import ensure_folder
     from jobrunner.timeline import timeline
 
     the_spool = _spool(spool, outputs)
@@ -656,7 +655,7 @@ def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
         + (f"{imbalance:.2f}" if imbalance else "n/a")
         + (f"; {run.running} attempts still running" if run.running else "")
     )
-    ensure_folder(the_spool.paths.outputs, "outputs", "--outputs")
+    the_spool.check_outputs()
     target = the_spool.paths.product("timeline.png")
     title = f"{the_spool.plan.describe()}\n{len(run.workers)} workers, {run.span:.1f} s" + (
         f", imbalance {imbalance:.2f}" if imbalance else ""

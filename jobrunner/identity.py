@@ -47,8 +47,23 @@ def code_fingerprint(kernel: str) -> str:
         modules.append(defining)
     digest = hashlib.sha256(kernel_reference(kernel).encode())
     for module in modules:
-        digest.update(b"\0" + _module_bytes(module, kernel))
+        source = _module_bytes(module, kernel)
+        # The code that runs is what this process imported, which may be older than the file: a
+        # long-lived Dask or MPI worker keeps a module across plans.  Remember each module's
+        # source as first seen here, and refuse if the file has changed since.
+        first = _first_seen.setdefault(module.__name__, hashlib.sha256(source).hexdigest())
+        if first != hashlib.sha256(source).hexdigest():
+            raise JobRunnerError(
+                f"kernel {kernel}: its module {module.__name__} changed on disk since this process imported it, "
+                "so the code this process would run is not the file's: restart it (Dask and MPI workers, "
+                "Python sessions) to use the new code"
+            )
+        digest.update(b"\0" + source)
     return f"sha256:{digest.hexdigest()[:FINGERPRINT_DIGITS]}"
+
+
+#: Each kernel module's source hash as this process first saw it (see code_fingerprint).
+_first_seen: dict[str, str] = {}
 
 
 def _module_bytes(module, kernel: str) -> bytes:

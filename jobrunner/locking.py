@@ -308,11 +308,16 @@ def _read_claim(path: Path) -> Attempt | None:
 
 
 def _marker_owner(path: Path) -> tuple[str, int] | None:
-    """(host, pid) a lease marker names; its format is filelock's ``key=value`` lines."""
+    """(host, pid) a lease marker names; its format is filelock's ``key=value`` lines.
+
+    filelock 4 writes ``host=`` (``filelock/_soft/_records.py``); reading ``hostname=``, as this
+    once did, found no owner, so a dead owner on this host was waited out for the whole lease
+    and a worker could give up on its job first, leaving it stranded.
+    """
     try:
         fields = dict(line.partition("=")[::2] for line in path.read_text().splitlines() if "=" in line)
-        return fields["hostname"], int(fields["pid"])
-    except (OSError, KeyError, ValueError):
+        return fields.get("host") or fields["hostname"], int(fields["pid"])
+    except (OSError, KeyError, ValueError, UnicodeDecodeError):
         return None
 
 

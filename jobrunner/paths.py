@@ -151,6 +151,11 @@ class SpoolPaths:
         """``serial.npy``, ``stitched.png`` and the like, directly under the outputs folder."""
         return self.outputs / name
 
+    @cached_property
+    def stitched(self) -> tuple[Path, Path, Path]:
+        """reduce's products: the array, its figure, and ``stitched.json``, which names their plan."""
+        return self.product("stitched.npy"), self.product("stitched.png"), self.product("stitched.json")
+
     @staticmethod
     def partial(target: Path, writer: str) -> Path:
         """Where ``writer`` writes ``target`` before renaming it into place: same folder, so the rename is atomic."""

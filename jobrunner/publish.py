@@ -29,7 +29,7 @@ that computed it.  A tile's plan is named by its folder.
 Publishing (``jobrunner plan``)
 -------------------------------
 1. Check that the outputs folder is free for this spool (see step 5); another spool's is
-   refused with one line, before anything is written.
+   refused with one line, before anything is written in the spool.
 2. Write the manifest, the specs and empty ``locks/`` and ``records/`` into a partial folder of
    this process's own, then rename it to ``plans/<id>``: a plan folder is whole from its first
    moment, and always holds its ``plan.json``.
@@ -37,14 +37,18 @@ Publishing (``jobrunner plan``)
    name exists, so of two plans racing into one spool exactly one is published; the other
    removes its folder and says so.
    Replacing plan A: ``os.link`` the manifest to ``plans/A/successor.json`` (fails if A already
-   has a successor: of two replaces of A exactly one wins), then ``os.replace`` it onto
-   ``<spool>/plan.json``.
-4. Retire A: unlink ``plans/A/plan.json`` first (from then on A is garbage to whoever looks),
-   then remove A's tiles and ``plans/A``.
+   has a successor, or if A's folder is gone because another replace retired it: of two
+   replaces of A exactly one wins; ``plan.json`` is never replaced without that link), then
+   ``os.replace`` it onto ``<spool>/plan.json``.  From the link on, the plan is published.
+4. Retire A: rename ``plans/A`` aside in one step (from then on A is gone to whoever looks, and
+   nothing can be linked into it), remove reduce's products if ``stitched.json`` names A, then
+   A's tiles and the renamed folder.
 5. Bind the outputs folder, by the plan that won only: ``owner.json`` is made by link, so the
-   first spool to use a folder owns it.  A binding is taken over only from a spool that is gone
-   (its folder holds no plan) or by this same spool folder planned afresh.  Workers and reduce
-   refuse an outputs folder whose owner is not their spool.
+   first spool to use a folder owns it.  Only ``plan`` takes over a binding, and only from a
+   spool that is gone (the folder it names no longer holds that spool: deleted, or planned
+   afresh as after ``rm -rf jobs/*``); a ``plan`` killed before this step is finished by the same
+   ``plan`` run again, or by the first worker (which binds a folder nobody owns, never takes one
+   over).  Workers and reduce refuse an outputs folder whose owner is not their spool.
 
 Reading the current plan: ``<spool>/plan.json``, then, while ``plans/<id>/successor.json``
 exists, its successor (a replace killed between its link and its ``os.replace`` still counts);
@@ -60,8 +64,13 @@ lease is trusted for this.  A straggler can still:
 
 * compute a tile and publish it, or a record, into its own plan's folders while they exist (they
   are removed at step 4, after which its writes fail and it stops with one line);
-* make its own plan's empty lock folder again (filelock makes a lock file's parent folders),
-  which the next ``plan``'s clean-up removes.
+* make its own plan's empty lock folder or tile folder again (filelock makes a lock file's
+  parent folders; a worker starting just as its plan goes makes its tile folder), which the next
+  ``plan``'s clean-up removes;
+* finish a ``reduce`` begun before the replace: it looks whether its plan is still the spool's
+  just before renaming its products into place, so only a reduce frozen between that look and
+  its rename can still put the old plan's ``stitched.npy`` there, and ``stitched.json`` names
+  the plan it is of.
 
 It cannot publish, record or delete anything of the current plan.  Workers also look, before
 each claim, whether their plan is still the spool's (two ``stat`` calls) and stop with one line
@@ -71,9 +80,12 @@ folder retired; neither can be adopted, since a plan's records and tiles start e
 named by its own id.
 
 Clean-up, by ``plan`` once it has published (:func:`sweep`): a plan folder goes when it is
-retired (it has a ``successor.json``, or lacks its ``plan.json``), or when it was never
-published and its writer is a dead process of this host; a partial plan folder goes when its
-writer is a dead process of this host.  Tiles of removed plans go first.
+retired (it has a ``successor.json``, or lacks its ``plan.json``) and ``plan.json`` does not
+name it (its successor link is what leads readers on), or when it was never published and its
+writer is a dead process of this host; a partial plan folder goes when its writer is a dead
+process of this host.  Tiles of removed plans go first; an empty tile folder of a plan the
+spool does not know goes too (a non-empty one is left: it may be another spool's, from before
+a binding was taken over).
 """
 
 from __future__ import annotations
@@ -88,7 +100,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, write_text
+from jobrunner.files import ensure_folder, explain_write_error, write_text
 from jobrunner.identity import PLAN_ID_PATTERN
 from jobrunner.locking import pid_alive
 from jobrunner.paths import SpoolPaths, local_pid, writer_tag
@@ -118,7 +130,8 @@ class Manifest:
     versions: str = ""
 
     def outputs_folder(self, spool: Path) -> Path:
-        return Path(os.path.normpath(spool / self.outputs))
+        # From the spool's real path: the kernel resolves ".." after following symlinks, so must we.
+        return Path(os.path.normpath(Path(os.path.realpath(spool)) / self.outputs))
 
     def to_json(self) -> str:
         document = self.plan.to_document()
@@ -149,7 +162,9 @@ class Manifest:
 
 
 def recorded_outputs(spool: Path, outputs: Path) -> str:
-    """How a manifest records its outputs: relative to the spool when both share a parent folder."""
+    """How a manifest records its outputs: relative to the spool when both share a parent folder
+    (real paths: a spool reached through a symlink still finds them), else absolute."""
+    spool, outputs = Path(os.path.realpath(spool)), Path(os.path.realpath(outputs))
     if os.path.commonpath([spool, outputs]) == os.sep:
         return str(outputs)
     return os.path.relpath(outputs, spool)
@@ -256,11 +271,13 @@ def _spool_id_at(spool: Path) -> str | None:
         return None
 
 
-def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False) -> None:
+def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False, take_over: bool = True) -> None:
     """Make ``paths.outputs`` this spool's (first writer wins); refuse one that another spool owns.
 
-    ``dry_run``: only check that it could be done (before a plan is published; the binding itself
+    ``dry_run``: only check that it could be done (before a plan is published: the binding itself
     is made after, by the plan that won, so a plan that lost a race never binds anything).
+    ``take_over``: whether a binding of a spool that is gone may be replaced (``plan`` only: a
+    straggler of a deleted spool must never take its successor's outputs).
     """
     ensure_folder(paths.outputs, "outputs", "--outputs")
     for _ in range(2):
@@ -269,7 +286,9 @@ def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False) -> 
             return
         if owner is not None:
             theirs = Path(owner["spool"])
-            if not (same_folder(theirs, paths.spool) or _spool_id_at(theirs) is None):
+            # Stale: that folder no longer holds the spool that bound these outputs (deleted, or
+            # planned afresh since, as after `rm -rf jobs/*`).
+            if _spool_id_at(theirs) == owner["spool_id"] or not take_over:
                 raise JobRunnerError(
                     f"the outputs folder {paths.outputs} belongs to the spool {theirs}: two spools in one outputs "
                     f"folder would overwrite each other's results; pass --outputs {paths.spool.name}-outputs "
@@ -278,20 +297,21 @@ def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False) -> 
         if dry_run:
             return
         text = json.dumps({"format": OUTPUTS_FORMAT, "spool_id": spool_id, "spool": str(paths.spool)}) + "\n"
-        if owner is not None:
-            write_text(paths.owner, text)  # this spool folder planned afresh, or a spool that is gone
-            return
-        partial = SpoolPaths.partial(paths.owner, writer_tag())
         try:
-            partial.write_text(text)
-            os.link(partial, paths.owner)  # fails if it exists: the first spool wins, whole
-            return
+            if owner is not None:
+                write_text(paths.owner, text)  # replaces a stale binding
+                return
+            partial = SpoolPaths.partial(paths.owner, writer_tag())
+            try:
+                partial.write_text(text)
+                os.link(partial, paths.owner)  # fails if it exists: the first spool wins, whole
+                return
+            finally:
+                partial.unlink(missing_ok=True)
         except FileExistsError:
             continue  # another spool's plan bound it just now: look at whose it is
         except OSError as error:
-            raise JobRunnerError(f"cannot write {paths.owner} ({error.strerror or error})") from None
-        finally:
-            partial.unlink(missing_ok=True)
+            raise JobRunnerError(f"cannot write {paths.owner}: {explain_write_error(error)}") from None
     raise JobRunnerError(f"{paths.owner} keeps changing: is another `jobrunner plan` running?")
 
 
@@ -304,13 +324,15 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
         )
     owner = _read_owner(paths)
     if owner is None:  # a `plan` killed between publishing and binding (step 5): finish its work
-        bind_outputs(paths, manifest.spool_id)
+        bind_outputs(paths, manifest.spool_id, take_over=False)
         owner = _read_owner(paths)
     if owner is None or owner["spool_id"] != manifest.spool_id:
         whose = "no spool" if owner is None else f"the spool {owner['spool']}"
         raise JobRunnerError(
-            f"the outputs folder {paths.outputs} now belongs to {whose}, not to the spool {paths.spool}: "
-            f"`jobrunner plan --replace --spool {paths.spool} --outputs FOLDER` with a folder of its own"
+            f"the outputs folder {paths.outputs} belongs to {whose}, not to this spool {paths.spool} "
+            f"(plan {manifest.plan.id}): if that spool is gone, run the same `jobrunner plan` again to take the "
+            f"folder back; else `jobrunner plan --replace --spool '{paths.spool}' --outputs FOLDER` with a folder "
+            "of its own"
         )
 
 
@@ -335,22 +357,26 @@ def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, st
         raise
 
 
-def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None) -> None:
+def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *, over_unreadable=False) -> None:
     """Step 3: make ``manifest`` the spool's plan, if ``replacing`` is still the spool's (None: empty spool).
 
-    Raises JobRunnerError if another plan got there first; the caller removes its folder.
+    ``over_unreadable``: the spool's ``plan.json`` cannot be read (``plan --replace`` mends it),
+    so there is nothing to swap against.  Raises JobRunnerError if another plan got there first;
+    the caller removes its folder unless :func:`current` names it by then.
     """
     partial = SpoolPaths.partial(paths.manifest, writer_tag())
     try:
         partial.write_text(manifest.to_json())
-        if replacing is None:
+        if over_unreadable:
+            os.replace(partial, paths.manifest)
+        elif replacing is None:
             os.link(partial, paths.manifest)  # fails if it exists: of two first plans, one wins
         else:
             old = replacing.plan.id
-            if paths.plan_copy(old).exists():
-                os.link(partial, paths.successor(old))  # A's one successor: of two replaces, one wins
-            # else a spool whose plan lost its folder (killed mid-publish, or removed by hand): no
-            # one can be working on it, and there is nothing to swap against
+            if not paths.plan_copy(old).exists():
+                _tombstone(paths, old)  # a plan that lost its folder still gets its one successor
+            os.link(partial, paths.successor(old))  # A's one successor: of two replaces, one wins
+            # From here the plan is published (current() follows successors); this only caches it.
             os.replace(partial, paths.manifest)
     except FileExistsError:
         raise JobRunnerError(
@@ -363,49 +389,110 @@ def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None) -
             "`jobrunner status` shows it; pass --replace again to replace it"
         ) from None
     except OSError as error:
-        raise JobRunnerError(f"cannot publish the plan in {paths.spool} ({error.strerror or error})") from None
+        raise JobRunnerError(f"cannot publish the plan in {paths.spool}: {explain_write_error(error)}") from None
     finally:
         partial.unlink(missing_ok=True)
 
 
+def _tombstone(paths: SpoolPaths, plan_id: str) -> None:
+    """The current plan's folder is missing (removed by hand, or a plan published then lost): make an
+    empty one to hold its successor link, after checking it is still the spool's plan."""
+    now = current(paths)
+    if now is None or now.plan.id != plan_id:
+        raise FileNotFoundError(plan_id)  # it was replaced meanwhile: the caller says so
+    paths.plan_folder(plan_id).mkdir(exist_ok=True)
+
+
 def remove_plan(paths: SpoolPaths, manifest: Manifest | None, plan_id: str) -> None:
-    """Step 4, and the clean-up's: a plan that is not (or will never be) the spool's, and its tiles."""
-    with suppress(OSError):
-        paths.plan_copy(plan_id).unlink(missing_ok=True)  # first: from now on it is garbage to all
+    """Step 4, and the clean-up's: a plan that is not (or will never be) the spool's, and its tiles.
+
+    Its folder is first renamed aside in one step, so nobody can link a successor into a folder
+    half removed, and a straggler's look (:func:`is_current`) sees its plan gone at once.
+    """
+    folder = paths.plan_folder(plan_id)
+    aside = paths.plans / f".{plan_id}.{writer_tag()}.partial"
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:
+        aside = folder  # nothing to move (a straggler may make it again: the next sweep takes that)
+    except OSError:
+        with suppress(OSError):
+            paths.plan_copy(plan_id).unlink(missing_ok=True)  # at least make it garbage to all who look
+        aside = folder
     outputs = manifest.outputs_folder(paths.spool) if manifest is not None else paths.outputs
+    _remove_products(paths.for_plan(plan_id, outputs))
     shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
     # ignore_errors: a straggler may still be making files in there; what it leaves, the next sweep takes
-    shutil.rmtree(paths.plan_folder(plan_id), ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_products(paths: SpoolPaths) -> None:
+    """reduce's products, if ``stitched.json`` says they are of ``paths.plan_id`` (another plan's stay)."""
+    try:
+        of = json.loads(paths.stitched[2].read_text()).get("plan")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return
+    if of == paths.plan_id:
+        for product in paths.stitched:
+            with suppress(OSError):
+                product.unlink(missing_ok=True)
 
 
 def sweep(paths: SpoolPaths) -> None:
-    """Remove retired plans, and plans a dead local ``plan`` never published (see the module doc)."""
+    """Remove retired plans, plans a dead local ``plan`` never published, and their tiles (module doc).
+
+    ``paths`` are the current plan's.  Never the plan that ``plan.json`` itself names, even if it
+    is retired: its successor link is what leads readers to the current plan until a later
+    ``plan`` replaces ``plan.json``.
+    """
     try:
         entries = list(os.scandir(paths.plans))
     except FileNotFoundError:
         return
+    named = _pointer_id(paths)
     for entry in entries:
         name = entry.name
         if name.startswith("."):  # .<id>.<writer>.partial: ids have no dots, host names may
-            writer = name[1:].removesuffix(".partial").partition(".")[2] if name.endswith(".partial") else ""
-            pid = local_pid(writer)
-            if pid is not None and not pid_alive(pid):
+            plan_id, _, writer = name[1:].removesuffix(".partial").partition(".")
+            pid = local_pid(writer) if name.endswith(".partial") else None
+            if pid is not None and not pid_alive(pid) and PLAN_ID_PATTERN.fullmatch(plan_id):
+                # A plan being written, or a retired one set aside (step 4) whose remover died: its
+                # tiles first (a plan being written has none), then the folder.
+                manifest = _manifest_or_none(Path(entry.path) / "plan.json")
+                outputs = manifest.outputs_folder(paths.spool) if manifest is not None else paths.outputs
+                shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
                 shutil.rmtree(entry.path, ignore_errors=True)
             continue
-        if not PLAN_ID_PATTERN.fullmatch(name):
-            continue  # not ours: leave it
+        if not PLAN_ID_PATTERN.fullmatch(name) or name in (named, paths.plan_id):
+            continue  # not ours to judge, or the plan plan.json names, or the current one
         folder_paths = paths.for_plan(name)
-        if folder_paths.successor().exists() or not folder_paths.plan_copy().exists():
-            manifest = _manifest_or_none(folder_paths.plan_copy())
+        manifest = _manifest_or_none(folder_paths.plan_copy())
+        if folder_paths.successor().exists() or manifest is None:
             remove_plan(paths, manifest, name)
             continue
-        manifest = _manifest_or_none(folder_paths.plan_copy())
-        pid = local_pid(manifest.created_by) if manifest is not None else None
+        pid = local_pid(manifest.created_by)
         # Its writer is dead, so it can no longer be published: if it is not current now, it never will be.
         if pid is not None and not pid_alive(pid):
             now = current(paths)
             if now is None or now.plan.id != name:
                 remove_plan(paths, manifest, name)
+    try:
+        tile_folders = list(os.scandir(paths.all_tiles))
+    except FileNotFoundError:
+        return
+    for entry in tile_folders:  # a retired plan's, made again (empty) by a straggler after its plan went
+        name = entry.name
+        if PLAN_ID_PATTERN.fullmatch(name) and name != paths.plan_id and not paths.plan_folder(name).exists():
+            with suppress(OSError):  # only if empty: tiles of a plan this spool does not know are not ours to drop
+                os.rmdir(entry.path)
+
+
+def _pointer_id(paths: SpoolPaths) -> str | None:
+    """The plan id ``<spool>/plan.json`` names, without following successors."""
+    try:
+        return _read_manifest(paths.manifest).plan.id
+    except (OSError, JobRunnerError):
+        return None
 
 
 def _manifest_or_none(path: Path) -> Manifest | None:

@@ -237,24 +237,35 @@ class Spool:
         cls,
         plan: Plan,
         spool: str | os.PathLike,
-        outputs: str | os.PathLike = "outputs",
+        outputs: str | os.PathLike | None = None,
         *,
         replace: bool = False,
         lock: str = AUTO,
     ) -> tuple[Spool, bool]:
-        """Publish ``plan`` into ``spool`` with ``outputs``; return the spool and whether anything was written.
+        """Publish ``plan`` into ``spool``; return the spool and whether anything was written.
 
+        ``outputs``: None for the folder the spool's plan records, or ``outputs`` in a new spool.
         The same plan, with the same kernel code and outputs, is a no-op.  Anything else is
         refused unless ``replace``, which always publishes a new plan (a new id, none of the old
         plan's progress) and retires the old one (see :mod:`jobrunner.publish`).
         """
         probe_kernel(plan)
         plan = dataclasses.replace(plan, code=code_fingerprint(plan.kernel))
-        paths = SpoolPaths(spool, outputs)
-        ensure_folder(paths.spool, "spool", "--spool")
-        existing = publish.current(paths)
+        folder = SpoolPaths(spool, spool).spool
+        ensure_folder(folder, "spool", "--spool")
+        existing, unreadable = None, False
+        try:
+            existing = publish.current(SpoolPaths(folder, folder))
+        except JobRunnerError:
+            if not replace:
+                raise
+            unreadable = True  # --replace mends a spool whose plan cannot be read
+        if outputs is None:
+            outputs = existing.outputs_folder(folder) if existing is not None else "outputs"
+        paths = SpoolPaths(folder, outputs)
         if existing is not None and not replace:
             refuse_replanning(existing, plan, paths)
+            publish.bind_outputs(paths.for_plan(existing.plan.id), existing.spool_id)  # a killed plan's step 5
             return cls.open(paths.spool, None, lock), False
         created = time.time()
         manifest = Manifest(
@@ -270,9 +281,10 @@ class Spool:
         specs = {paths.spec(tile.id).name: _spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
         try:
             publish.write_plan_folder(paths, manifest, specs)
-            publish.publish(paths, manifest, existing)
+            publish.publish(paths, manifest, existing, over_unreadable=unreadable)
         except BaseException as error:
-            publish.remove_plan(paths, manifest, manifest.plan.id)  # never published: nobody has seen it
+            if not _is_current(paths, manifest):  # a Ctrl-C after the link must not undo a published plan
+                publish.remove_plan(paths, manifest, manifest.plan.id)  # never published: nobody has seen it
             if isinstance(error, OSError):
                 raise JobRunnerError(
                     f"cannot write the plan into {paths.spool}: {explain_write_error(error)}"
@@ -314,10 +326,19 @@ class Spool:
     def new_record(self, job_id: str) -> JobRecord:
         return JobRecord(job_id, self.plan.id)
 
-    def prepare_outputs(self) -> None:
-        """Before a worker's first tile: the outputs are this spool's, and its plan's tile folder is there."""
+    def prepare_outputs(self, jobs_done: int = 0) -> None:
+        """Before a worker's first tile: the outputs are this spool's, and its plan's tile folder is there.
+
+        ``jobs_done``: how many jobs are recorded done.  Their tiles' folder is then never made
+        again if it is missing (moved away?): that would make every one of them look lost.
+        """
         self.check_outputs()
         refuse_world_writable(self.paths.outputs, "outputs")
+        if jobs_done and not self.paths.tiles.is_dir():
+            raise JobRunnerError(
+                f"the tiles folder {self.paths.tiles} of plan {self.plan.id} is missing, though {jobs_done} jobs "
+                "are recorded done: was it moved? Move it back before starting workers"
+            )
         ensure_folder(self.paths.all_tiles, "tiles", "--outputs")
         ensure_folder(self.paths.tiles, "tiles", "--outputs")  # both refuse world-writable folders
 
@@ -534,6 +555,14 @@ class Spool:
         """Give every failed job a fresh allowance of retries."""
         failed = [s.id for s in self.statuses(probe_locks=False) if s.state == FAILED]
         return [job_id for job_id in failed if self.requeue(job_id)]
+
+
+def _is_current(paths: SpoolPaths, manifest: Manifest) -> bool:
+    try:
+        now = publish.current(paths)
+    except (JobRunnerError, OSError):
+        return False
+    return now is not None and now.plan.id == manifest.plan.id
 
 
 def _spec_json(tile: Tile, plan_id: str) -> str:

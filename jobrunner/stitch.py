@@ -11,6 +11,8 @@ renamed into place only when both are complete: a refused or failed reduce leave
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,8 @@ import numpy as np
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.figures import decimation, field_title, save_field_figure
-from jobrunner.files import ensure_folder
+from jobrunner.files import ensure_folder, write_text
+from jobrunner.identity import versions
 from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
@@ -142,6 +145,27 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
     return preview
 
 
+def _provenance(spool: Spool, missing: list[str]) -> str:
+    plan = spool.plan
+    return (
+        json.dumps(
+            {
+                "plan": plan.id,
+                "code": plan.code,
+                "spool": str(spool.paths.spool),
+                "kernel": plan.kernel,
+                "params": plan.params,
+                "shape": list(plan.shape),
+                "tiles_missing": missing,
+                "stitched_at": time.time(),
+                "versions": versions(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
 def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     """Stitch every done tile into ``<outputs>/stitched.npy`` and draw ``stitched.png``."""
     spool.check_outputs()
@@ -162,8 +186,8 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
         )
     paths = spool.paths
     ensure_folder(paths.outputs, "outputs", "--outputs")
-    array, figure = paths.product("stitched.npy"), paths.product("stitched.png")
-    for target in (array, figure):
+    array, figure, provenance = paths.stitched
+    for target in paths.stitched:
         if target.is_dir():
             raise JobRunnerError(f"{target} is a folder: move it away, or pass --outputs")
     partial_array = SpoolPaths.partial(array, writer_tag())
@@ -177,7 +201,9 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
         spool.check_current()  # a reduce of a plan replaced while it stitched puts nothing in place
         partial_array.replace(array)
         partial_figure.replace(figure)
+        write_text(provenance, _provenance(spool, missing))  # names their plan: a replace removes them
     except OSError as error:
+        spool.check_current()  # tiles that vanish mid-reduce: the plan was replaced
         raise JobRunnerError(
             f"cannot write the stitched result to {paths.outputs} ({error.strerror or error}): "
             "free space or fix permissions there, or pass --outputs"

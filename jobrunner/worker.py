@@ -224,11 +224,12 @@ class Run:
         self.started = time.perf_counter()
         spool.check_current()
         spool.check_code()  # a worker with another version of the kernel claims nothing
-        spool.prepare_outputs()
+        spool.check_outputs()
         spool.locking  # noqa: B018 -- chosen (or checked against the spool's) before anything is claimed
         if retry_failed:
             spool.requeue_failed()
         statuses = spool.statuses(probe_locks=False)
+        spool.prepare_outputs(jobs_done=sum(s.state == DONE for s in statuses))
         self.progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
         self.summary = WorkSummary(self.progress.total)
         self.summary.stopped = DRAINING if drain_requested(spool.paths) else None

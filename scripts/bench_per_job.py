@@ -34,7 +34,9 @@ HERE = Path(__file__).parent
 FLOOR = """
 import fcntl, json, os, sys, time
 spool, out, share, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-ids = sorted(name[:-5] for name in os.listdir(spool + "/specs"))[share::workers]
+plan = json.load(open(spool + "/plan.json"))
+specs = f"{spool}/plans/{plan['id']}/specs" if "id" in plan else spool + "/specs"  # or a spool of jobrunner < 0.2
+ids = sorted(name[:-5] for name in os.listdir(specs))[share::workers]
 tile = bytes(136)  # a one-cell .npy: 128 bytes of header and one float64
 for sub in ("locks", "tiles", "records"):
     os.makedirs(f"{out}/{sub}/.{share}.partial", exist_ok=True)
@@ -42,7 +44,7 @@ started = time.perf_counter()
 for job in ids:
     fd = os.open(f"{out}/locks/{job}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    with open(f"{spool}/specs/{job}.json") as spec:
+    with open(f"{specs}/{job}.json") as spec:
         json.loads(spec.read())
     for sub, data in (("tiles", tile), ("records", json.dumps({"id": job, "state": "done"}).encode())):
         partial = f"{out}/{sub}/.{share}.partial/{job}"

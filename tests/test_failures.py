@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -225,3 +226,29 @@ def test_status_shows_a_running_job_without_disturbing_it(project, serial_refere
     code, stdout, stderr = wait(worker)
     assert code == 0 and "spool 2/2 done" in stdout, stderr
     assert re.search(r"done\s+2", project.run("status").stdout)
+
+
+def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(project):
+    """A worker killed between taking its lease and naming its attempt leaves a marker and no claim."""
+    project.env["JOBRUNNER_LOCK"] = "lease"
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    marker = project.plan_folder / "locks" / "tile-r000-c001.lease"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import filelock, time; l = filelock.SoftFileLease({str(marker)!r}, lease_duration=30); l.acquire(); "
+            "print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()  # and not reaped yet: a zombie, which filelock's own check takes for a live owner
+    try:
+        started = time.monotonic()
+        result = project.run("work")
+        assert "spool 2/2 done" in result.stdout, result.stdout
+        assert time.monotonic() - started < 10  # not the whole 30 s lease, nor given up on
+    finally:
+        holder.wait()

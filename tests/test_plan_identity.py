@@ -17,12 +17,14 @@ import pytest
 from conftest import PROCESS_TIMEOUT, Project, wait
 from test_bad_input import assert_one_line_error
 
+from jobrunner import publish
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid
+from jobrunner.identity import code_fingerprint, new_plan_id
 from jobrunner.kernels import gaussian_numpy
 from jobrunner.plan import Plan
 from jobrunner.publish import Manifest, recorded_outputs
-from jobrunner.spool import refuse_replanning
+from jobrunner.spool import Spool, refuse_replanning
 
 STEP = 0.05  # an 80 x 80 grid
 
@@ -250,9 +252,21 @@ def test_reduce_finds_the_outputs_its_plan_records_and_never_requeues_for_a_wron
     assert project.records() == done
     tile.rmdir()
     (results / "the tile").rename(tile)
+    # A worker started while the tiles are away does not make an empty folder for reduce to trip on.
+    tiles.rename(results / "moved away")
+    assert_one_line_error(project.run("work", check=False), "is missing", "Move it back")
+    assert not tiles.exists()
+    (results / "moved away").rename(tiles)
     project.run("reduce")
     assert project.records() == done
     assert np.array_equal(np.load(results / "stitched.npy"), expected())
+    assert json.loads((results / "stitched.json").read_text())["plan"] == project.plan_id
+    # Planning again needs no --outputs either; --replace keeps the folder and drops the old plan's result.
+    plan = ["plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy"]
+    assert "nothing changed" in project.run(*plan).stdout
+    project.run(*plan, "--replace")
+    assert (results / "owner.json").exists() and not (project.outputs / "owner.json").exists()
+    assert not any((results / name).exists() for name in ("stitched.npy", "stitched.png", "stitched.json"))
 
 
 # -- 6. a kernel edited after its tiles were computed ---------------------------------------------------
@@ -320,6 +334,42 @@ def test_planning_again_says_what_changed(tmp_path):
         refuse_replanning(manifest, Plan(Grid(step=0.25), (2, 2), "numpy", code="sha256:1"), paths)
     with pytest.raises(JobRunnerError, match="results in"):
         refuse_replanning(manifest, plan, SpoolPaths(tmp_path / "jobs", tmp_path / "elsewhere"))
+
+
+def test_a_replace_never_swaps_against_a_plan_already_retired(tmp_path):
+    """Two replaces of plan A: the slower one finds A retired (its folder gone) and must lose, not publish."""
+    spool, _ = Spool.create(Plan(Grid(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
+    a = spool.manifest
+    b, _ = Spool.create(Plan(Grid(step=0.25), (2, 2), "numpy"), tmp_path / "jobs", replace=True)
+    late = dataclass_replace(b.manifest, plan=dataclass_replace(b.manifest.plan, id=new_plan_id()))
+    late_paths = b.paths.for_plan(late.plan.id)
+    with pytest.raises(JobRunnerError, match="replaced the one"):
+        publish.publish(late_paths, late, a)  # it read A as current before B replaced it
+    assert publish.current(b.paths).plan.id == b.plan.id and publish.is_current(b.paths)
+
+
+def test_only_plan_takes_over_an_outputs_folder_and_only_from_a_spool_that_is_gone(tmp_path):
+    first, _ = Spool.create(Plan(Grid(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
+    paths = first.paths
+    with pytest.raises(JobRunnerError, match="belongs to the spool"):
+        publish.bind_outputs(paths, new_plan_id())  # a live spool's folder: nobody takes it
+    shutil.rmtree(tmp_path / "jobs")  # the spool is gone
+    with pytest.raises(JobRunnerError, match="belongs to the spool"):
+        publish.bind_outputs(paths, new_plan_id(), take_over=False)  # a straggler never takes over
+    publish.bind_outputs(paths, "20260101-000000-0000000a")  # `plan` does
+    assert json.loads(paths.owner.read_text())["spool_id"] == "20260101-000000-0000000a"
+
+
+def test_a_process_refuses_a_kernel_module_edited_after_it_imported_it(tmp_path, monkeypatch):
+    """A long-lived Dask or MPI worker keeps the code it imported: a fingerprint of the file would lie."""
+    module = tmp_path / "jr_edited_kernel.py"
+    module.write_text(KERNEL_V1)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = code_fingerprint("jr_edited_kernel:field")
+    assert code_fingerprint("jr_edited_kernel:field") == first
+    module.write_text(KERNEL_V2)
+    with pytest.raises(JobRunnerError, match="changed on disk since this process imported it"):
+        code_fingerprint("jr_edited_kernel:field")
 
 
 def dataclass_replace(obj, **changes):

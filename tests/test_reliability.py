@@ -53,7 +53,7 @@ def pool_children(parent_pid: int) -> list[int]:
 
 def stray_files(project) -> list[Path]:
     """Anything in outputs/ that is neither a tile nor a product: half-written or temporary files."""
-    expected = {"stitched.npy", "stitched.png", "owner.json"}
+    expected = {"stitched.npy", "stitched.png", "stitched.json", "owner.json"}
     return [
         path
         for path in project.outputs.rglob("*")
