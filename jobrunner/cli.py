@@ -447,6 +447,8 @@ def status(
     """
     from jobrunner.status import spool_status
 
+    if not 0.05 <= interval <= 3600:  # nan fails this too
+        raise JobRunnerError(f"--interval takes seconds between refreshes, from 0.05 to 3600, not {interval:g}")
     the_spool = _spool(spool, outputs)
     if watch:
         return _watch(the_spool, interval)
@@ -465,10 +467,12 @@ def status(
         out.print("  [yellow]draining[/yellow]: workers exit after their current tile; `jobrunner resume` undoes it")
     for job in report.running:
         line = f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s"
-        if job.overdue:
+        if job.stopped:
+            line += f"  [yellow]stopped[/yellow]: {job.advice}"
+        elif job.overdue:
             line += (
                 f"  [yellow]overdue[/yellow]: finished tiles took {report.median_tile_seconds:.1f} s (median); "
-                "stuck? `supervise --job-timeout` ends such jobs"
+                f"{job.advice}"
             )
         out.print(line, highlight=False)
     for job in report.failed:

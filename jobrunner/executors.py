@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 import time
 from collections.abc import Iterable, Iterator
@@ -168,6 +169,21 @@ def fork_context():
     return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
+#: Open files the parent holds per pool process (its pipes and sentinel), and for everything else.
+FILES_PER_WORKER, FILES_BASE = 3, 16
+
+
+def descriptor_verdict(workers: int, open_files_allowed: int) -> str | None:
+    """Why a pool of ``workers`` would run out of file descriptors (``ulimit -n``), or None.
+
+    Running out in the middle of starting a pool can hang the interpreter, so stop before.
+    """
+    need = FILES_BASE + FILES_PER_WORKER * workers
+    if need > open_files_allowed:
+        return f"would need ~{need} open files of {open_files_allowed} allowed (raise `ulimit -n`)"
+    return None
+
+
 class ProcessExecutor(Executor):
     name = "process"
     broken = (BrokenProcessPool,)
@@ -175,6 +191,9 @@ class ProcessExecutor(Executor):
     def __init__(self, spool: Spool, workers: int) -> None:
         if workers < 1:
             raise JobRunnerError(f"--workers must be at least 1, got {workers}")
+        verdict = descriptor_verdict(workers, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        if verdict is not None:
+            raise JobRunnerError(f"a pool of {workers} processes {verdict}, or use fewer --workers")
         super().__init__(spool)
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None

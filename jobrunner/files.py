@@ -13,31 +13,120 @@ from typing import BinaryIO
 from jobrunner.errors import JobRunnerError
 from jobrunner.paths import SpoolPaths, writer_tag
 
+#: How every partial file is made: a new file (never one that exists), never through a symbolic link.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 def write_atomically(target: Path, write: Callable[[BinaryIO], None], partial: Path | None = None) -> None:
     """Write ``target`` through ``write(file)`` under a partial name, then rename it into place.
 
-    ``partial``: where to write it first (same filesystem), if not beside ``target``; its folder
-    is created when missing (a writer's scratch folder, see :meth:`SpoolPaths.scratch`).
+    ``partial``: where to write it first (same filesystem), if not beside ``target``: a file in a
+    writer's own scratch folder (see :meth:`SpoolPaths.scratch`), made when missing and refused
+    if it is not this user's own (see :func:`open_own_folder`).
+
+    Nothing written here follows a symbolic link: in a folder shared with a group, a member
+    could plant one at a partial name (or swap a scratch folder for one) to make this process
+    write into a file of theirs choosing.  So the partial is created new (``O_EXCL``) without
+    following a link (``O_NOFOLLOW``), inside a folder opened once and then used through its
+    descriptor, and renamed from there; whatever was at the partial name is unlinked first
+    (unlinking a link removes the link, never its target).
     """
-    partial = SpoolPaths.partial(target, writer_tag()) if partial is None else partial
+    if partial is None:
+        partial = SpoolPaths.partial(target, writer_tag())
+        folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    else:
+        folder = open_own_folder(partial.parent)
+    name = partial.name
     try:
-        with _open_making_folder(partial) as file:
-            write(file)
-        os.replace(partial, target)
-    except BaseException:
-        with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
-            partial.unlink(missing_ok=True)
-        raise
+        fd = _create(name, folder)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+            os.replace(name, target, src_dir_fd=folder)
+        except BaseException:
+            with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
+                os.unlink(name, dir_fd=folder)
+            raise
+    finally:
+        os.close(folder)
 
 
-def _open_making_folder(partial: Path) -> BinaryIO:
-    """Open ``partial`` for writing; make its folder on first use (or after the final sweep)."""
+def _create(name: str, folder: int, flags: int = _CREATE) -> int:
     try:
-        return open(partial, "wb")
-    except FileNotFoundError:
-        partial.parent.mkdir(exist_ok=True)
-        return open(partial, "wb")
+        return os.open(name, flags, 0o644, dir_fd=folder)
+    except FileExistsError:  # a partial of a killed writer with our pid, or something planted there
+        os.unlink(name, dir_fd=folder)
+        return os.open(name, flags, 0o644, dir_fd=folder)
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write a file that must not exist yet, never through a link (a folder a group may write to
+    could have one planted at its name while it is being filled)."""
+    with os.fdopen(os.open(path, _CREATE, 0o644), "wb") as file:
+        file.write(text.encode())
+
+
+def create_new(path: Path) -> BinaryIO:
+    """A new file at ``path``, open for reading and writing: made as partials are (see
+    :func:`write_atomically`), for a writer that maps it (``reduce``'s stitched array)."""
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return os.fdopen(_create(path.name, folder, (_CREATE & ~os.O_WRONLY) | os.O_RDWR), "r+b")
+    finally:
+        os.close(folder)
+
+
+def open_own_folder(folder: Path) -> int:
+    """A descriptor of ``folder``, a writer's own scratch folder: made (mode 0700) when missing, and
+    refused if it is a symbolic link or another user's (planted by a member of a shared folder's group)."""
+    for _ in range(2):
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            with suppress(FileExistsError):  # made on first use, or again after the final sweep
+                folder.mkdir(mode=0o700)  # FileNotFoundError if its parent went (a retired plan's)
+            continue
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise JobRunnerError(
+                    f"{folder}, this worker's own folder for partial files, is a symbolic link or a file: "
+                    "someone who can write the spool or outputs folder put it there; remove it, "
+                    "and see `jobrunner doctor` about who may write there"
+                ) from None
+            raise
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            os.close(fd)
+            raise JobRunnerError(
+                f"{folder}, this worker's own folder for partial files, belongs to another user "
+                f"(uid {info.st_uid}): someone who can write the spool or outputs folder made it; remove it"
+            )
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o700)  # ours, but made open (by an older jobrunner): only we write in it
+        return fd
+    raise FileNotFoundError(errno.ENOENT, "cannot make the folder", str(folder))
+
+
+def write_first(target: Path, text: str) -> bool:
+    """Publish ``target`` with ``text`` unless it exists (``os.link``: the first writer wins, whole).
+
+    True if this call wrote it, False if it was there.  The partial is made as in
+    :func:`write_atomically`, so a planted link at its name is not followed.
+    """
+    partial = SpoolPaths.partial(target, writer_tag())
+    folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with os.fdopen(_create(partial.name, folder), "wb") as file:
+            file.write(text.encode())
+        try:
+            os.link(partial.name, target.name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with suppress(OSError):
+            os.unlink(partial.name, dir_fd=folder)
+        os.close(folder)
 
 
 def write_text(target: Path, text: str, partial: Path | None = None) -> None:

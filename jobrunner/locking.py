@@ -47,7 +47,7 @@ from pathlib import Path
 from filelock import FileLock, SoftFileLease, Timeout
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import write_text
+from jobrunner.files import write_first, write_text
 from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.records import Attempt
 
@@ -137,6 +137,11 @@ class JobLocks:
         return True
 
     def _cannot_lock(self, path: Path, error: OSError) -> JobRunnerError:
+        if error.errno == errno.ELOOP or path.is_symlink():
+            return JobRunnerError(
+                f"{path} is a symbolic link, which no worker makes: someone who can write the spool put it there; "
+                "remove it (the disk's locks are fine)"
+            )
         return JobRunnerError(
             f"cannot lock {path} ({error.strerror or error}): this disk does not do {self.mode} locks; "
             "run `jobrunner doctor` to see what it can do"
@@ -146,12 +151,26 @@ class JobLocks:
 class FlockLocks(JobLocks):
     mode = FLOCK
 
+    def __init__(self, paths: SpoolPaths) -> None:
+        super().__init__(paths)
+        self._held: dict[str, int] = {}  # job id -> the descriptor its flock is held on (filelock's, borrowed)
+
     def _lock(self, job_id: str) -> FileLock:
         lock = self._locks.get(job_id)
         if lock is None:
-            lock = FileLock(self.paths.lock(job_id), blocking=False, fallback_to_soft=False, thread_local=False)
+            lock = FileLock(
+                self.paths.lock(job_id),
+                blocking=False,
+                fallback_to_soft=False,
+                thread_local=False,
+                on_acquired=lambda fd, job_id=job_id: self._held.__setitem__(job_id, fd),
+            )
             self._locks[job_id] = lock
         return lock
+
+    def release(self, job_id: str) -> None:
+        self._held.pop(job_id, None)
+        super().release(job_id)
 
     def acquire(self, job_id: str) -> Hold | None:
         try:
@@ -177,20 +196,24 @@ class FlockLocks(JobLocks):
             pass
         except OSError as error:
             raise self._cannot_lock(self.paths.lock(job_id), error) from None
+        finally:
+            self._held.pop(job_id, None)  # let go at once: no claim is written through it
 
     def read_claim(self, job_id: str) -> Attempt | None:
         return _read_claim(self.paths.lock(job_id))
 
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
         # In place, in the file we hold the lock on: no new file per claim (a claim is torn only if
-        # the writer dies mid-write, and a torn claim still reads as an unknown worker's).
+        # the writer dies mid-write, and a torn claim still reads as an unknown worker's).  Through
+        # the very descriptor the flock is held on, never by opening the path again: in a folder
+        # shared with a group, a member could have swapped the lock file for a link to a file of
+        # ours, which an open of the path would truncate.  filelock opens the lock file itself
+        # with O_NOFOLLOW.  This relies on filelock 4 neither truncating the file when it opens it
+        # nor unlinking it on release (the claim of a dead holder must outlive it).
         data = attempt.claim_json() if attempt is not None else b""
-        fd = os.open(self.paths.lock(job_id), os.O_WRONLY)
-        try:
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
-        finally:
-            os.close(fd)
+        fd = self._held[job_id]
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
 
 
 class LeaseLocks(JobLocks):
@@ -299,11 +322,23 @@ class LeaseLocks(JobLocks):
 
 def _read_claim(path: Path) -> Attempt | None:
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK, O_NOFOLLOW: a FIFO or a link planted at a claim's path is not waited on or followed.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise JobRunnerError(
+                f"{path} is a symbolic link, which no worker makes: someone who can write the spool put it there; "
+                "remove it"
+            ) from None
         raise JobRunnerError(f"cannot read the claim in {path} ({error})") from None
+    try:
+        data = os.read(fd, 64 * 1024)  # a claim is a line of JSON: more is not a claim
+    except OSError as error:
+        raise JobRunnerError(f"cannot read the claim in {path} ({error})") from None
+    finally:
+        os.close(fd)
     return Attempt.from_claim(data) if data.strip() else None
 
 
@@ -462,37 +497,45 @@ def resolve(paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | Non
         raise JobRunnerError(
             f"--lock flock: flock fails in {paths.locks} ({error.strerror or error}): use --lock lease or auto"
         )
-    choice = Choice(choice.mode, choice.reason, lease_seconds or DEFAULT_LEASE_SECONDS, writer_tag())
+    lease_seconds = DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    check_lease(lease_seconds, "--lease")  # before it is written anywhere: every later worker reads it
+    choice = Choice(choice.mode, choice.reason, lease_seconds, writer_tag())
     return _record_first(paths, choice)
+
+
+#: Leases shorter than this would expire under a busy file server; longer, a dead node's jobs wait too long.
+LEASE_RANGE = (1.0, 24 * 3600.0)
+
+
+def check_lease(seconds: float, what: str) -> None:
+    low, high = LEASE_RANGE
+    if not low <= seconds <= high:  # nan and inf fail this too
+        raise JobRunnerError(f"{what} must be between {low:g} and {high:g} seconds, got {seconds:g}")
 
 
 def _record_first(paths: SpoolPaths, choice: Choice) -> Choice:
     """Write the choice unless another worker got there first; either way, return the one on disk."""
-    partial = SpoolPaths.partial(paths.locking, writer_tag())
     try:
-        partial.write_text(json.dumps(asdict(choice)) + "\n")
-        os.link(partial, paths.locking)  # fails if it exists: the first writer wins, whole
-    except FileExistsError:
-        pass
+        write_first(paths.locking, json.dumps(asdict(choice)) + "\n")  # the first writer wins, whole
     except OSError:
         return choice  # a spool we may not write to (status on someone else's): choose without recording
-    finally:
-        partial.unlink(missing_ok=True)
     return read_choice(paths) or choice
 
 
 def read_choice(paths: SpoolPaths) -> Choice | None:
     try:
         document = json.loads(paths.locking.read_text())
-        return Choice(
+        choice = Choice(
             str(document["mode"]),
             str(document["reason"]),
             float(document["lease_seconds"]),
             str(document.get("chosen_by", "")),
         )
+        check_lease(choice.lease_seconds, "its lease_seconds")
+        return choice
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, JobRunnerError) as error:
         raise JobRunnerError(
             f"cannot read {paths.locking} ({error}): delete it to choose the lock mode again"
         ) from None

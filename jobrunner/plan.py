@@ -18,6 +18,8 @@ from jobrunner.grid import Grid, Tile, tile_grid
 from jobrunner.kernels import default_params, kernel_reference
 
 PLAN_FORMAT = "jobrunner-plan/2"
+#: The most jobs a plan may have: each makes a spec, a lock, a record and a tile file.
+MAX_JOBS = 100_000
 #: The format before plans had an identity: a spool of that format is refused, not adopted.
 OLD_PLAN_FORMATS = ("jobrunner-plan/1",)
 
@@ -36,6 +38,11 @@ class Plan:
         rows, cols = self.tiling
         if rows < 1 or cols < 1:
             raise JobRunnerError(f"a tiling needs at least one row and one column of tiles, got {rows}x{cols}")
+        if rows * cols > MAX_JOBS:  # checked before any tile is made: 10^12 of them would fill memory
+            raise JobRunnerError(
+                f"{rows}x{cols} tiles is {rows * cols:,} jobs, more than the {MAX_JOBS:,} a plan may have "
+                "(each job makes a few files, and clusters cap the files a user may have): use fewer, larger tiles"
+            )
         merged = {**default_params(self.kernel), **self.params}
         for name, value in merged.items():
             if isinstance(value, float) and not math.isfinite(value):

@@ -100,7 +100,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, explain_write_error, write_text
+from jobrunner.files import ensure_folder, explain_write_error, write_first, write_new, write_text
 from jobrunner.identity import PLAN_ID_PATTERN
 from jobrunner.locking import pid_alive
 from jobrunner.paths import SpoolPaths, local_pid, writer_tag
@@ -301,14 +301,8 @@ def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False, tak
             if owner is not None:
                 write_text(paths.owner, text)  # replaces a stale binding
                 return
-            partial = SpoolPaths.partial(paths.owner, writer_tag())
-            try:
-                partial.write_text(text)
-                os.link(partial, paths.owner)  # fails if it exists: the first spool wins, whole
+            if write_first(paths.owner, text):  # the first spool wins, whole
                 return
-            finally:
-                partial.unlink(missing_ok=True)
-        except FileExistsError:
             continue  # another spool's plan bound it just now: look at whose it is
         except OSError as error:
             raise JobRunnerError(f"cannot write {paths.owner}: {explain_write_error(error)}") from None
@@ -344,13 +338,12 @@ def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, st
     partial = paths.plans / f".{plan_id}.{writer_tag()}.partial"
     try:
         partial.mkdir()
-        (partial / "plan.json").write_text(manifest.to_json())
+        write_new(partial / "plan.json", manifest.to_json())
         for name in ("specs", "locks", "records"):
             (partial / name).mkdir()
         spec_folder = partial / "specs"
-        for name, text in specs.items():
-            with open(spec_folder / name, "w") as file:  # a new folder nobody reads yet: no partial names
-                file.write(text)
+        for name, text in specs.items():  # a new folder nobody reads yet: no partial names
+            write_new(spec_folder / name, text)
         os.rename(partial, paths.plan_folder(plan_id))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -364,20 +357,21 @@ def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *
     so there is nothing to swap against.  Raises JobRunnerError if another plan got there first;
     the caller removes its folder unless :func:`current` names it by then.
     """
-    partial = SpoolPaths.partial(paths.manifest, writer_tag())
+    text = manifest.to_json()
     try:
-        partial.write_text(manifest.to_json())
         if over_unreadable:
-            os.replace(partial, paths.manifest)
+            write_text(paths.manifest, text)
         elif replacing is None:
-            os.link(partial, paths.manifest)  # fails if it exists: of two first plans, one wins
+            if not write_first(paths.manifest, text):  # of two first plans, one wins
+                raise FileExistsError(paths.manifest)
         else:
             old = replacing.plan.id
             if not paths.plan_copy(old).exists():
                 _tombstone(paths, old)  # a plan that lost its folder still gets its one successor
-            os.link(partial, paths.successor(old))  # A's one successor: of two replaces, one wins
+            if not write_first(paths.successor(old), text):  # A's one successor: of two replaces, one wins
+                raise FileExistsError(paths.successor(old))
             # From here the plan is published (current() follows successors); this only caches it.
-            os.replace(partial, paths.manifest)
+            write_text(paths.manifest, text)
     except FileExistsError:
         raise JobRunnerError(
             f"another plan was published into {paths.spool} while this one was being written: "
@@ -390,8 +384,6 @@ def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *
         ) from None
     except OSError as error:
         raise JobRunnerError(f"cannot publish the plan in {paths.spool}: {explain_write_error(error)}") from None
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _tombstone(paths: SpoolPaths, plan_id: str) -> None:

@@ -10,6 +10,7 @@ the job's claim (the lock file in flock mode), written by the lock's holder (see
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,7 @@ class JobRecord:
     state: str = PENDING
     failures: int = 0  # kernel failures counted against --retries
     lost: int = 0  # attempts whose worker died
+    tile: str | None = None  # once done: "sha256:<hex>" of the tile's bytes, as its worker wrote them
     attempts: list[Attempt] = field(default_factory=list)
 
     # -- transitions, applied by the lock holder ------------------------------------------------
@@ -114,9 +116,9 @@ class JobRecord:
         self.failures += 1
         self.state = FAILED if self.failures > retries else PENDING
 
-    def finish(self, attempt: Attempt, now: float) -> None:
+    def finish(self, attempt: Attempt, now: float, checksum: str) -> None:
         self._close(attempt, now, "done")
-        self.state = DONE
+        self.state, self.tile = DONE, checksum
 
     def fail(self, attempt: Attempt, now: float, error: str, traceback: str, retries: int, permanent=False) -> None:
         self._close(attempt, now, "failed", error)
@@ -135,7 +137,7 @@ class JobRecord:
 
     def requeue(self) -> None:
         """Make a failed (or suspect) job claimable again, with a fresh allowance of retries."""
-        self.state, self.failures, self.lost = PENDING, 0, 0
+        self.state, self.failures, self.lost, self.tile = PENDING, 0, 0, None
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -154,16 +156,51 @@ class JobRecord:
 
     @classmethod
     def from_json(cls, text: str) -> JobRecord:
-        document: dict[str, Any] = json.loads(text)
-        if not isinstance(document, dict):
-            raise ValueError("it is not a JSON object")
+        """A record as written by :meth:`to_json`; ValueError for anything else (hand-edited, planted)."""
+        document: Any = json.loads(text)  # RecursionError for JSON nested absurdly deep: the caller's
+        _check_fields(document, _RECORD_FIELDS, "the record")
+        if not isinstance(document["attempts"], list):
+            raise ValueError("its attempts are not a list")
+        for attempt in document["attempts"]:
+            _check_fields(attempt, _ATTEMPT_FIELDS, "an attempt")
         attempts = [Attempt(**attempt) for attempt in document.pop("attempts")]
         record = cls(**document, attempts=attempts)
-        if not isinstance(record.plan, str):
-            raise ValueError("its plan is not a string")
         if record.state not in (PENDING, DONE, FAILED):
             raise ValueError(f"unknown state {record.state!r}")
+        if record.state == DONE and record.tile is None:
+            raise ValueError("it is done but names no tile checksum")
         return record
+
+
+_NUMBER, _TEXT, _COUNT = (int, float), (str,), (int,)
+_OPTIONAL_NUMBER, _OPTIONAL_TEXT = (int, float, type(None)), (str, type(None))
+#: The type of every field a record file may hold (attempts are checked on their own).
+_RECORD_FIELDS = {
+    "id": _TEXT, "plan": _TEXT, "state": _TEXT, "failures": _COUNT, "lost": _COUNT,
+    "tile": _OPTIONAL_TEXT, "attempts": (list,),
+}  # fmt: skip
+_ATTEMPT_FIELDS = {
+    "attempt": _COUNT, "host": _TEXT, "pid": _COUNT, "started": _NUMBER, "ended": _OPTIONAL_NUMBER,
+    "outcome": _OPTIONAL_TEXT, "error": _OPTIONAL_TEXT, "traceback": _OPTIONAL_TEXT, "via": _TEXT,
+    "plan": _TEXT, "code": _TEXT, "versions": _TEXT,
+}  # fmt: skip
+
+
+def _check_fields(document: Any, types: dict[str, tuple], what: str) -> None:
+    """Exactly the fields of ``types``, each of its type (a bool is not a number here)."""
+    if not isinstance(document, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    if set(document) != set(types):
+        odd = sorted(set(document) ^ set(types))
+        raise ValueError(f"{what} has the wrong fields ({', '.join(map(str, odd))})")
+    for name, allowed in types.items():
+        value = document[name]
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ValueError(f"{what}'s {name} is {type(value).__name__} {value!r:.40}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{what}'s {name} is {value}")
+        if allowed is _COUNT and value < 0:
+            raise ValueError(f"{what}'s {name} is negative")
 
 
 def job_state(record: JobRecord | None, claim_is_live: bool) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from jobrunner.compute import compute_tile
 from jobrunner.errors import JobRunnerError
-from jobrunner.executors import fork_context
+from jobrunner.executors import descriptor_verdict, fork_context
 from jobrunner.grid import Grid, Tile
 from jobrunner.plan import Plan
 from jobrunner.spool import Spool
@@ -121,8 +121,8 @@ def parse_bytes(text: str) -> int:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
         raise JobRunnerError(f"a memory size is a number with K, M, G or T, such as 4G, not {text!r}") from None
-    if value <= 0:
-        raise JobRunnerError(f"a memory size must be positive, got {text!r}")
+    if not 0 < value < 2**60:  # nan, inf, zero, negative, or absurd
+        raise JobRunnerError(f"a memory size is a positive number with K, M, G or T, such as 4G, not {text!r}")
     return int(value)
 
 
@@ -172,21 +172,6 @@ def memory_verdict(workers: int, worker_bytes: int, memory_bytes: int) -> str | 
     need = workers * worker_bytes
     if need > memory_bytes:
         return f"would need ~{gib(need)} of {gib(memory_bytes)} free ({gib(worker_bytes)} per worker, measured)"
-    return None
-
-
-#: Open files the parent holds per pool process (its pipes and sentinel), and for everything else.
-FILES_PER_WORKER, FILES_BASE = 3, 16
-
-
-def descriptor_verdict(workers: int, open_files_allowed: int) -> str | None:
-    """Why a pool of ``workers`` would run out of file descriptors (``ulimit -n``), or None.
-
-    Running out in the middle of starting a pool can hang the interpreter, so stop before.
-    """
-    need = FILES_BASE + FILES_PER_WORKER * workers
-    if need > open_files_allowed:
-        return f"would need ~{need} open files of {open_files_allowed} allowed (raise `ulimit -n`)"
     return None
 
 

@@ -20,13 +20,14 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import ensure_folder, write_text
 from jobrunner.paths import SpoolPaths
-from jobrunner.stopping import Deadline
+from jobrunner.stopping import MAX_DURATION, Deadline
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ def job_end_time(environ=os.environ) -> Deadline | None:
     what = "the Slurm job's end"
     end = environ.get("SLURM_JOB_END_TIME", "")
     if end.isdigit():
+        if not time.time() - MAX_DURATION < float(end) < time.time() + MAX_DURATION:
+            raise JobRunnerError(
+                f"SLURM_JOB_END_TIME={end} is not a time within a year of now: is it a Slurm job's environment?"
+            )
         return Deadline(float(end), what)
     squeue = shutil.which("squeue")
     if squeue is None:

@@ -19,10 +19,11 @@ Layout
                                     the attempt in flight: {"attempt", "host", "pid", "started", "via", "plan"}
     P/locks/<id>.lease              lease mode: the claim is this marker, kept fresh by a heartbeat...
     P/locks/<id>.claim              ...and the attempt in flight is named here
-    P/records/<id>.json             the job's record: its plan, state, counters, every finished attempt
-                                    (each with the code fingerprint and versions that ran it)
+    P/records/<id>.json             the job's record: its plan, state, counters, the SHA-256 of its tile's
+                                    bytes once done, every finished attempt (each with the code
+                                    fingerprint and versions that ran it)
     <outputs>/owner.json            the spool these outputs belong to
-    T/<id>.npy                      the job's tile, an array of the tile's shape
+    T/<id>.npy                      the job's tile: float64, C order, the tile's shape (jobrunner.tilefile)
     .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
                                     own folder inside the folder of its final name
     .<name>.<host>-<pid>.partial    any other file being written, beside its final name
@@ -61,10 +62,10 @@ A worker's steps for one job, and what SIGKILL at each step leaves behind
    of the next claimant closes it.
 6. Load and validate the spec, compute the tile.                         Same.
 7. (Lease mode: if the lease is no longer ours, drop the result and stop here, writing nothing.)
-   Write the tile to its partial name and ``os.replace`` it into place.  A partial file
+   Write the tile to its partial name, hashing its bytes, and ``os.replace`` it into place.  A partial file
    (removed by the next claimant's step 4), or a complete tile under a claim (recomputed by
    the next claimant and replaced, atomically, with the same bits).
-8. Record done (the record is replaced atomically).                     Done; a stale claim,
+8. Record done, with the tile's checksum (the record is replaced atomically).                     Done; a stale claim,
    which the next look at the job clears.
 9. Clear the claim and release the lock (a lock file stays; a lease marker is deleted).
 
@@ -95,7 +96,12 @@ which abandon the attempt in flight rather than finish it: it is recorded ``inte
 partial files are deleted, its claim cleared and its lock released, and the worker exits 143
 (130 for Ctrl-C).  The job is claimable again at once.
 
-Rules: only the holder of a job's lock writes the job's record, claim or tile.  Records, tiles
+Rules: only the holder of a job's lock writes the job's record, claim or tile.  Nothing is
+written through a symbolic link (a member of a group-shared folder could plant one): partials
+are created new with ``O_EXCL | O_NOFOLLOW``, in a scratch folder that is the writer's own (mode
+0700, owned by it, opened once and used through its descriptor) or beside their target, and a
+flock-mode claim is written through the descriptor that holds the lock (see
+:func:`jobrunner.files.write_atomically`).  Records, tiles
 and lease claims are published by ``os.replace`` from a partial name on the same disk, so no
 reader ever sees a half-written one; a flock-mode claim is written in place into the held lock
 file (a reader of a claim tolerates a torn one); specs are written inside their plan's folder
@@ -144,15 +150,7 @@ from jobrunner.paths import SpoolPaths, local_pid, writer_tag
 from jobrunner.plan import Plan
 from jobrunner.publish import Manifest, PlanReplaced
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord, job_state
-
-
-class _PlainStream:
-    """A file that NumPy sees as a plain stream, so it writes with ``file.write``, whose OSError keeps
-    its errno (a full disk, a read-only folder); for a real file it calls ``ndarray.tofile``, whose
-    error says only how many bytes it wrote."""
-
-    def __init__(self, file) -> None:
-        self.write = file.write
+from jobrunner.tilefile import write_tile
 
 
 @dataclass(frozen=True)
@@ -161,6 +159,11 @@ class JobStatus:
     state: str
     record: JobRecord | None
     claim: Attempt | None = None  # the live attempt, for a running job
+    problem: str | None = None  # why its record cannot be read (the job then counts as failed)
+
+
+class UnreadableRecord(JobRunnerError):
+    """One job's record cannot be read: that job is left alone (failed), the others go on."""
 
 
 class Spool:
@@ -391,7 +394,7 @@ class Spool:
                 ) from None
             return None
         except (OSError, UnicodeDecodeError) as error:
-            raise JobRunnerError(f"cannot read the job record {path} ({error})") from None
+            raise UnreadableRecord(f"cannot read the job record {path} ({error})") from None
         try:
             record = JobRecord.from_json(text)
             if record.id != job_id:
@@ -400,7 +403,7 @@ class Spool:
                 raise ValueError(f"it belongs to plan {record.plan!r}, not {self.plan.id}")
             return record
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
-            raise JobRunnerError(
+            raise UnreadableRecord(
                 f"the job record {path} is unreadable ({error}): delete it to run the job again"
             ) from None
 
@@ -464,13 +467,17 @@ class Spool:
         return self.locks.claim_is_live(job_id, claim)
 
     # -- tiles -------------------------------------------------------------------------------------
-    def publish_tile(self, job_id: str, tile: np.ndarray) -> None:
-        """Put the tile in place atomically (not fsynced: reduce checks every tile after a crash)."""
+    def publish_tile(self, job_id: str, tile: np.ndarray) -> str:
+        """Put the tile in place atomically; the checksum of its bytes, for the done record.
+
+        Not fsynced: reduce checks every tile against its checksum, after a crash too.
+        """
         target = self.paths.tile(job_id)
+        checksum = []
         try:
             write_atomically(
                 target,
-                lambda file: np.save(_PlainStream(file), tile, allow_pickle=False),
+                lambda file: checksum.append(write_tile(file, tile)),
                 self.paths.tile_partial(job_id, writer_tag()),
             )
         except OSError as error:
@@ -478,6 +485,7 @@ class Spool:
             raise JobRunnerError(
                 f"cannot write tile {job_id} to {target.parent}: {explain_write_error(error)}"
             ) from None
+        return checksum[0]
 
     def sweep_partials(self) -> int:
         """Delete every partial tile, record and claim once all jobs are done (one listing per folder, at the end).
@@ -530,7 +538,11 @@ class Spool:
         result = []
         probe_locks = probe_locks and self.locking_if_chosen() is not None  # else no worker has claimed anything
         for job_id in self._tiles:
-            record = self.read_record(job_id)
+            try:
+                record = self.read_record(job_id)
+            except UnreadableRecord as error:  # that job only: it is reported, and left alone
+                result.append(JobStatus(job_id, FAILED, None, problem=str(error)))
+                continue
             claim = None
             if probe_locks and (record is None or record.state not in (DONE, FAILED)):
                 claim = self.read_claim(job_id)
@@ -545,7 +557,10 @@ class Spool:
         with self.claim(job_id) as hold:
             if hold is None:
                 return False
-            record = self.read_record(job_id)
+            try:
+                record = self.read_record(job_id)
+            except UnreadableRecord:
+                return False  # its message says to delete it; nothing here can tell what it held
             if record is not None:
                 record.requeue()
                 self.write_record(record)

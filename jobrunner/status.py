@@ -7,10 +7,12 @@ only looks at the lease's marker).
 
 from __future__ import annotations
 
+import socket
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jobrunner.locking import Choice
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
@@ -31,6 +33,19 @@ class RunningJob:
     seconds: float
     via: str = "work"  # how its worker was started: work, supervise, mpi, dask, slurm JOBID_TASK
     overdue: bool = False  # far longer than finished tiles took: stuck, or a much heavier tile
+    stopped: bool = False  # its process (on this host) is stopped: SIGSTOP, Ctrl-Z, a debugger
+
+    @property
+    def advice(self) -> str:
+        """What to do about it, for this kind of worker: only a supervisor's pool has --job-timeout."""
+        if self.stopped:
+            return (
+                f"its process is stopped (Ctrl-Z or SIGSTOP), and holds the job until it goes on: "
+                f"`kill -CONT {self.pid}` resumes it; `kill {self.pid}; kill -CONT {self.pid}` gives the job back"
+            )
+        if self.via.startswith("supervise"):
+            return "stuck? `supervise --job-timeout SECONDS` ends such jobs"
+        return f"stuck? `kill {self.pid}` on {self.host} gives the job back (its attempt is recorded interrupted)"
 
 
 @dataclass(frozen=True)
@@ -76,11 +91,22 @@ def spool_status(spool: Spool) -> SpoolStatus:
         if status.state == RUNNING and claim is not None:
             age = now - claim.started
             overdue = is_overdue(age, report.median_tile_seconds)
-            report.running.append(RunningJob(status.id, claim.host, claim.pid, age, claim.via, overdue))
+            stopped = claim.host == socket.gethostname() and process_stopped(claim.pid)
+            report.running.append(RunningJob(status.id, claim.host, claim.pid, age, claim.via, overdue, stopped))
         elif status.state == FAILED and record is not None:
             last_line = (record.last_error or "no error recorded").strip().splitlines()[-1]
             report.failed.append(FailedJob(status.id, len(record.attempts), last_line))
+        elif status.state == FAILED and status.problem is not None:
+            report.failed.append(FailedJob(status.id, 0, status.problem))
     return report
+
+
+def process_stopped(pid: int) -> bool:
+    """Whether a process of this host is stopped (state T, or t under a tracer)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 def is_overdue(age: float, median_tile_seconds: float | None) -> bool:

@@ -11,7 +11,9 @@ renamed into place only when both are complete: a refused or failed reduce leave
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +22,13 @@ import numpy as np
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.figures import decimation, field_title, save_field_figure
-from jobrunner.files import ensure_folder, write_text
+from jobrunner.files import create_new, ensure_folder, write_text
 from jobrunner.identity import versions
-from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.locking import pid_alive
+from jobrunner.paths import SpoolPaths, local_pid, writer_tag
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
+from jobrunner.tilefile import NotATile, check_tile
 
 #: How many job ids an error message lists before it gives a count.
 LISTED = 4
@@ -61,12 +65,14 @@ def _refuse_unfinished(unfinished: list[JobStatus], total: int) -> JobRunnerErro
     )
 
 
-def _bad_tiles(spool: Spool, done: list[str]) -> list[tuple[str, str]]:
-    """Tiles recorded done that are proven bad: absent from their folder, truncated, of the wrong shape.
+def _bad_tiles(spool: Spool, done: list[JobStatus]) -> list[tuple[str, str]]:
+    """Tiles recorded done that are proven bad (see :mod:`jobrunner.tilefile`): absent from their
+    folder, truncated, of another dtype or shape, or changed since their worker wrote them.
 
     Only those are put back in the queue.  A tile that cannot be read for another reason (a
-    folder that is not there, permissions, an I/O error) may be fine: that refuses the reduce,
-    with one line, and requeues nothing.
+    folder that is not there, permissions, an I/O error) may be fine, and a path that holds
+    something no worker writes (a FIFO, a folder, a symbolic link) was put there by someone:
+    either refuses the reduce, with one line, and requeues nothing.
     """
     if not spool.paths.tiles.is_dir():
         raise JobRunnerError(
@@ -75,20 +81,22 @@ def _bad_tiles(spool: Spool, done: list[str]) -> list[tuple[str, str]]:
         )
     bad = []
     tiles = spool.plan.tile_by_id()
-    for job_id in done:
+    for status in done:
+        path = spool.paths.tile(status.id)
         try:
-            tile = np.load(spool.paths.tile(job_id), mmap_mode="r", allow_pickle=False)
-            if tile.shape != tiles[job_id].shape or tile.dtype.kind != "f":
-                raise ValueError(f"holds {tile.dtype} {tile.shape}, expected float {tiles[job_id].shape}")
-        except FileNotFoundError:
-            bad.append((job_id, "missing"))
-        except (ValueError, EOFError) as error:
-            bad.append((job_id, f"unreadable: {error}"))
+            why = check_tile(path, tiles[status.id].shape, status.record.tile if status.record else None)
+        except NotATile as error:
+            raise JobRunnerError(
+                f"{error}: someone put it there; move it away and reduce again (its job is then computed "
+                "again); nothing was requeued"
+            ) from None
         except OSError as error:
             raise JobRunnerError(
-                f"cannot read tile {spool.paths.tile(job_id)} ({error.strerror or error}): fix the disk or its "
+                f"cannot read tile {path} ({error.strerror or error}): fix the disk or its "
                 "permissions and reduce again; nothing was requeued"
             ) from None
+        if why is not None:
+            bad.append((status.id, why))
     return bad
 
 
@@ -118,9 +126,28 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
     nx, ny = spool.plan.shape
     stride = decimation(spool.plan.shape)
     preview = np.full((-(-nx // stride), -(-ny // stride)), np.nan)
-    header = np.lib.format.open_memmap(target, mode="w+", dtype=np.float64, shape=(nx, ny))
-    offset = header.offset
-    del header  # the file exists at full size; below, map only a block of rows at a time
+    with create_new(target) as file:  # never through a link planted at the partial's name
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False, "shape": (nx, ny)})
+        file.flush()
+        offset = file.tell()
+        try:
+            # Reserve the space now: a memory map of a file the disk cannot fill dies of SIGBUS.
+            os.posix_fallocate(file.fileno(), 0, offset + nx * ny * 8)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            needed = offset + nx * ny * 8
+            raise JobRunnerError(
+                f"no room for the stitched array in {target.parent}: it needs {needed:,} bytes "
+                f"({needed / 2**20:,.1f} MiB); free space there, then reduce again"
+            ) from None
+        _fill(spool, done, file, offset, preview, stride, fill_holes)
+    return preview
+
+
+def _fill(spool: Spool, done: list[str], file, offset: int, preview: np.ndarray, stride: int, fill_holes: bool):
+    """Fill the reserved array a block of rows at a time, through short-lived mappings of ``file``."""
+    nx, ny = spool.plan.shape
     tiles = spool.plan.tile_by_id()
     block_rows = max(1, BLOCK_BYTES // (ny * 8))
     by_band: dict[int, list] = {}
@@ -128,7 +155,7 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
         by_band.setdefault(tiles[job_id].row_start, []).append(tiles[job_id])
     for row_start in range(0, nx, block_rows):
         row_stop = min(nx, row_start + block_rows)
-        rows = np.memmap(target, np.float64, "r+", offset=offset + row_start * ny * 8, shape=(row_stop - row_start, ny))
+        rows = np.memmap(file, np.float64, "r+", offset=offset + row_start * ny * 8, shape=(row_stop - row_start, ny))
         if fill_holes:
             rows[...] = np.nan
         for band_start, band in by_band.items():
@@ -142,7 +169,15 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
         preview[first // stride : -(-row_stop // stride)] = rows[first - row_start :: stride, ::stride]
         rows.flush()
         del rows
-    return preview
+
+
+def _remove_dead_partials(paths: SpoolPaths) -> None:
+    """Partials of ``stitched.*`` left by a reduce of this host that was killed (a full-size array, maybe)."""
+    for product in paths.stitched:
+        for partial in paths.outputs.glob(f".{product.name}.*.partial"):
+            pid = local_pid(partial.name[len(product.name) + 2 : -len(".partial")])
+            if pid is not None and not pid_alive(pid):
+                partial.unlink(missing_ok=True)  # unlink removes a planted link, never its target
 
 
 def _provenance(spool: Spool, missing: list[str]) -> str:
@@ -173,19 +208,22 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     unfinished = [s for s in statuses if s.state != DONE]
     if unfinished and not partial:
         raise _refuse_unfinished(unfinished, len(statuses))
-    done = [s.id for s in statuses if s.state == DONE]
-    bad = _bad_tiles(spool, done) if done else []
+    done_statuses = [s for s in statuses if s.state == DONE]
+    done = [s.id for s in done_statuses]
+    bad = _bad_tiles(spool, done_statuses) if done else []
     if bad:
         for job_id, _ in bad:
             spool.requeue(job_id)
         first, why = bad[0]
         raise JobRunnerError(
-            f"tile {spool.paths.tile(first)} is {why}"
-            + (f" (and {len(bad) - 1} more bad tiles)" if len(bad) > 1 else "")
-            + ": its job is pending again, so run `jobrunner supervise` (or `jobrunner work`), then reduce again"
+            f"tile {spool.paths.tile(first)} is bad: {why}"
+            + (f" (and {len(bad) - 1} more bad tiles: {_listing([job for job, _ in bad[1:]])})" if len(bad) > 1 else "")
+            + f": {'its job is' if len(bad) == 1 else 'their jobs are'} pending again, so run `jobrunner supervise` "
+            "(or `jobrunner work`), then reduce again"
         )
     paths = spool.paths
     ensure_folder(paths.outputs, "outputs", "--outputs")
+    _remove_dead_partials(paths)
     array, figure, provenance = paths.stitched
     for target in paths.stitched:
         if target.is_dir():

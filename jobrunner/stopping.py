@@ -49,7 +49,13 @@ def parse_duration(text: str, option: str = "--max-time") -> float:
             pass
     if seconds is None or not seconds > 0:
         raise JobRunnerError(f"{option} takes a duration such as 3h, 90m, 45s or 01:00:00, not {text!r}")
+    if not seconds <= MAX_DURATION:  # inf, nan, or a typo of many digits
+        raise JobRunnerError(f"{option} {text!r} is more than a year: give a duration such as 3h or 2-00:00:00")
     return seconds
+
+
+#: The longest duration accepted anywhere (a year): anything longer is a typo, or inf.
+MAX_DURATION = 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.executors import open_executor
 from jobrunner.records import FAILED
 from jobrunner.spool import Spool
+from jobrunner.stopping import MAX_DURATION
 from jobrunner.worker import FAILED_FOR_GOOD, WILL_RETRY, Outcome, Progress, Run, WorkSummary, close_timed_out
 
 #: A pool that breaks this many times in a row without finishing a tile is a problem to report.
@@ -80,8 +81,8 @@ def supervise(
 
     ``job_timeout``: seconds after which a job's pool process is ended and the job put back.
     """
-    if job_timeout is not None and job_timeout <= 0:
-        raise JobRunnerError(f"--job-timeout must be a positive number of seconds, got {job_timeout:g}")
+    if job_timeout is not None and not 0 < job_timeout <= MAX_DURATION:  # nan and inf too: it would never fire
+        raise JobRunnerError(f"--job-timeout must be a positive number of seconds, up to a year, got {job_timeout:g}")
     engine = open_executor(executor, spool, workers, scheduler, job_timeout)
     run = Run(spool, retries, retry_failed, on_progress)
     pending = [] if run.stopped else run.claimable()
@@ -94,10 +95,14 @@ def supervise(
                 pending, later = pending[:workers], pending[workers:]  # time a few tiles first
                 timed_a_first_wave = True
             size = batch_size(len(pending), workers, run.durations)
-            futures = {engine.submit(batch, retries): batch for batch in batches(pending, size)}
-            run.report()  # after the first submit: a process pool has forked by now
+            futures: dict = {}
             timed_out: list[str] = []
             try:
+                # Inside the try: a pool process killed while the batches are still being
+                # submitted breaks the pool under submit() itself.
+                for batch in batches(pending, size):
+                    futures[engine.submit(batch, retries)] = batch
+                run.report()  # after the first submit: a process pool has forked by now
                 remaining = set(futures)
                 while remaining:
                     try:

@@ -22,7 +22,7 @@ from jobrunner.identity import versions
 from jobrunner.locking import Hold
 from jobrunner.paths import writer_tag
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord
-from jobrunner.spool import JobStatus, Spool
+from jobrunner.spool import JobStatus, Spool, UnreadableRecord
 from jobrunner.stopping import DRAINING, Deadline, drain_requested, next_tile_fits, overrun_message
 
 #: What one call of :func:`attempt_job` came to.
@@ -99,13 +99,19 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
         return Outcome(job_id, STOPPED)
     spool.check_current()  # step 0: courtesy, not the fence (a replaced plan's paths lead only to its own folders)
     spool.check_code()
-    record = spool.read_record(job_id)
+    try:
+        record = spool.read_record(job_id)
+    except UnreadableRecord as error:  # this job only: the others go on
+        return Outcome(job_id, FAILED_ELSEWHERE, error=str(error))
     if record is not None and record.state in (DONE, FAILED):
         return Outcome(job_id, DONE_ELSEWHERE if record.state == DONE else FAILED_ELSEWHERE)
     with spool.claim(job_id) as hold:
         if hold is None:
             return Outcome(job_id, BUSY)
-        record = spool.read_record(job_id) or spool.new_record(job_id)  # look again: it may have finished meanwhile
+        try:
+            record = spool.read_record(job_id) or spool.new_record(job_id)  # look again: it may be done by now
+        except UnreadableRecord as error:
+            return Outcome(job_id, FAILED_ELSEWHERE, error=str(error))
         orphan = close_orphan_claim(spool, record, lambda claim: record.close_lost(claim, time.time(), LOST_WHY))
         if record.state == DONE:
             return Outcome(job_id, DONE_ELSEWHERE)
@@ -126,7 +132,10 @@ def close_orphan_claim(spool: Spool, record: JobRecord, close: Callable[[Attempt
     if orphan is None:
         return None
     spool.remove_partials(record.id, orphan.writer)
-    if record.state not in (DONE, FAILED):
+    # A holder killed between recording its attempt and clearing its claim left a claim naming
+    # an attempt the record already has: that one finished, and is not closed a second time.
+    finished = any((a.host, a.pid, a.started) == (orphan.host, orphan.pid, orphan.started) for a in record.attempts)
+    if record.state not in (DONE, FAILED) and not finished:
         close(orphan)
         spool.write_record(record)
     spool.write_claim(record.id, None)
@@ -179,8 +188,8 @@ def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> O
             return conclude(FAILED_FOR_GOOD if record.state == FAILED else WILL_RETRY, message)
         if hold.lost() is not None:
             return conclude(LEASE_LOST)
-        spool.publish_tile(job_id, values)
-        record.finish(attempt, time.time())
+        checksum = spool.publish_tile(job_id, values)
+        record.finish(attempt, time.time(), checksum)
         return conclude(DONE_HERE)
     except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
         if attempt not in record.attempts:
@@ -360,7 +369,10 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
     """
     briefly_held, maybe_dead = [], []
     for job_id in busy:
-        record = spool.read_record(job_id)
+        try:
+            record = spool.read_record(job_id)
+        except UnreadableRecord:
+            continue
         if record is not None and record.state in (DONE, FAILED):
             continue
         claim = spool.read_claim(job_id)

@@ -183,10 +183,18 @@ def test_a_record_that_names_another_job_is_refused(project):
     )
     result = project.run("work", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "tile-r000-c000.json is unreadable" in result.stderr and "delete it" in result.stderr
+    assert "1/2 done" in result.stderr and "1 failed" in result.stderr  # one unreadable record stops only its job
+    status = project.run("status").stdout
+    assert "tile-r000-c000.json is unreadable" in status and "delete it" in status
     assert not list(project.root.parent.rglob("escaped*"))
-    (project.plan_folder / "records" / "tile-r000-c000.json").write_text("null")
-    assert "Traceback" not in project.run("status", check=False).stderr
+    for planted in ("null", '{"id": "tile-r000-c000", "state": "done", "started": "x"}', "[" * 100_000):
+        (project.plan_folder / "records" / "tile-r000-c000.json").write_text(planted)
+        for verb in ("status", "work", "reduce"):
+            result = project.run(verb, check=False)
+            assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr, (verb, planted[:20])
+    (project.plan_folder / "records" / "tile-r000-c000.json").unlink()  # as the message says
+    project.run("work")
+    project.run("reduce")
 
 
 def test_partials_orphaned_by_a_kill_are_swept_when_the_spool_is_finished(project):
@@ -252,3 +260,35 @@ def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(pro
         assert time.monotonic() - started < 10  # not the whole 30 s lease, nor given up on
     finally:
         holder.wait()
+
+
+def test_a_stopped_worker_is_shown_stopped_with_advice_that_reaches_it(project):
+    """A hand-started worker suspended with Ctrl-Z holds its job; --job-timeout cannot reach it."""
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=3")
+    worker = project.start("work")
+    try:
+        project.wait_for_claim()
+        os.kill(worker.pid, signal.SIGSTOP)
+        status = project.run("status").stdout
+        assert "stopped" in status and f"kill -CONT {worker.pid}" in status, status
+        assert "--job-timeout" not in status
+    finally:
+        worker.kill()
+        os.kill(worker.pid, signal.SIGCONT)
+        worker.wait()
+
+
+def test_a_finished_attempt_whose_claim_was_never_cleared_is_not_recorded_again_as_lost(project):
+    """Killed between recording done and clearing its claim: after a requeue, no phantom lost attempt."""
+    project.run("plan", "--step", STEP, "--tiles", "1x1", "--kernel", "numpy")
+    project.run("work")
+    attempt = project.records()["tile-r000-c000"]["attempts"][0]
+    claim = {key: attempt[key] for key in ("attempt", "host", "pid", "started", "via", "plan")}
+    kind = "claim" if project.env.get("JOBRUNNER_LOCK") == "lease" else "lock"  # where each mode keeps it
+    (project.plan_folder / "locks" / f"tile-r000-c000.{kind}").write_text(json.dumps(claim))  # never cleared
+    tile = project.tiles / "tile-r000-c000.npy"
+    tile.write_bytes(tile.read_bytes()[:-8])  # a bad tile, so that reduce puts the job back
+    assert project.run("reduce", check=False).returncode == 1
+    project.run("work")
+    outcomes = [a["outcome"] for a in project.records()["tile-r000-c000"]["attempts"]]
+    assert outcomes == ["done", "done"], outcomes

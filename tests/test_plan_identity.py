@@ -247,8 +247,8 @@ def test_reduce_finds_the_outputs_its_plan_records_and_never_requeues_for_a_wron
     (results / "moved away").rename(tiles)
     tile = tiles / "tile-r000-c000.npy"
     tile.rename(results / "the tile")
-    tile.mkdir()  # a tile that cannot be read (IsADirectoryError) is not proven bad: refused, not requeued
-    assert_one_line_error(project.run("reduce", check=False), "cannot read tile", "nothing was requeued")
+    tile.mkdir()  # something no worker writes is not a bad tile but a plant: refused, not requeued
+    assert_one_line_error(project.run("reduce", check=False), "is a folder", "nothing was requeued")
     assert project.records() == done
     tile.rmdir()
     (results / "the tile").rename(tile)

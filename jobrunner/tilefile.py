@@ -1,0 +1,108 @@
+"""A tile on disk: a C-ordered float64 ``.npy`` file, and the checksum of its bytes.
+
+A worker writes a tile through :func:`write_tile`, which hashes the bytes as they go out; the
+checksum goes into the job's done record.  ``reduce`` reads the file back through
+:func:`check_tile` before stitching it: the header must say exactly float64, C order and the
+tile's shape, the size must match, and the bytes must hash to the recorded checksum, so a
+flipped bit, a truncated or rewritten file (float32, ``.npz``), or another tile's file is a bad
+tile, never a wrong result.  A path that is not a regular file (a FIFO, a device, a folder, a
+symbolic link) is refused without being opened for reading in a way that could block.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+#: What every tile is stored as: the stitched array's dtype, so no value is converted on the way.
+TILE_DTYPE = np.dtype("<f8")
+#: Bytes read at a time while checking a tile.
+CHUNK = 2**20
+
+
+class _HashingStream:
+    """A file that NumPy sees as a plain stream, so it writes with ``file.write``, whose OSError keeps
+    its errno (a full disk, a read-only folder); for a real file it calls ``ndarray.tofile``, whose
+    error says only how many bytes it wrote.  It hashes what it writes."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._file.write(data)
+
+
+def write_tile(file: BinaryIO, values: np.ndarray) -> str:
+    """Write ``values`` as a float64 ``.npy`` into ``file``; the checksum of the bytes written."""
+    stream = _HashingStream(file)
+    np.save(stream, np.ascontiguousarray(values, dtype=TILE_DTYPE), allow_pickle=False)
+    return f"sha256:{stream.digest.hexdigest()}"
+
+
+class NotATile(Exception):
+    """A path that holds something other than a tile file: refused, not read, not requeued."""
+
+
+def check_tile(path: Path, shape: tuple[int, int], checksum: str | None) -> str | None:
+    """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
+
+    Raises :class:`NotATile` for a path that is not a regular file, and OSError for a file that
+    cannot be read (which proves nothing about the tile).
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer; O_NOFOLLOW: a planted link.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotATile(f"{path} is a symbolic link, which no worker writes") from None
+        raise
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:  # before fdopen, which refuses a folder with an error of its own
+        os.close(fd)
+        what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}.get(kind, "a device")
+        raise NotATile(f"{path} is {what}, not a tile file")
+    with os.fdopen(fd, "rb") as file:
+        digest = hashlib.sha256()
+        head = file.read(CHUNK)
+        digest.update(head)
+        size = len(head)
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    problem = _header_problem(head, size, shape)
+    if problem is not None:
+        return problem
+    if checksum is None:
+        return "recorded done without a checksum"
+    if f"sha256:{digest.hexdigest()}" != checksum:
+        return "changed since its worker wrote it (its bytes do not match the checksum in its record)"
+    return None
+
+
+def _header_problem(head: bytes, size: int, shape: tuple[int, int]) -> str | None:
+    stream = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            return f"not a tile file (.npy version {version})"
+        found, fortran, dtype = read_header[version](stream, max_header_size=10_000)
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as error:
+        return f"not a tile file ({error})"
+    if dtype != TILE_DTYPE or fortran or found != tuple(shape):
+        return f"holds {dtype} {found}{' in Fortran order' if fortran else ''}, expected float64 {tuple(shape)}"
+    expected = stream.tell() + TILE_DTYPE.itemsize * shape[0] * shape[1]
+    if size != expected:
+        return f"{'truncated' if size < expected else 'too long'}: {size} bytes, expected {expected}"
+    return None

@@ -1,0 +1,125 @@
+"""Every tile verified: what reduce stitches is bit for bit what a worker computed, or it refuses.
+
+A flipped bit with the header intact, a tile rewritten in another dtype, another file format at
+a tile's path, a FIFO there: each was stitched (or hung reduce) before tiles had checksums."""
+
+import os
+
+import numpy as np
+import pytest
+from test_bad_input import assert_one_line_error
+
+from jobrunner.tilefile import TILE_DTYPE, check_tile, write_tile
+
+STEP = 0.1  # a 40 x 40 grid
+
+
+def flip_an_exponent_bit(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x20  # the last value's top byte (little-endian): its exponent; the header is intact
+    path.write_bytes(bytes(data))
+
+
+def rewrite_as(dtype):
+    def rewrite(path):
+        values = np.load(path)
+        np.save(path, values.astype(dtype))
+
+    return rewrite
+
+
+def an_npz_in_its_place(path):
+    values = np.load(path)
+    with open(path, "wb") as file:
+        np.savez(file, values=values)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [flip_an_exponent_bit, rewrite_as(np.float32), rewrite_as(np.float16), an_npz_in_its_place],
+    ids=["flipped bit", "float32", "float16", "npz"],
+)
+def test_a_tile_changed_after_its_worker_wrote_it_is_requeued_never_stitched(project, serial_reference, damage):
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
+    project.run("supervise", "--workers", "2")
+    project.run("reduce")
+    earlier = {name: (project.outputs / name).read_bytes() for name in ("stitched.npy", "stitched.png")}
+    tile = project.tiles / "tile-r000-c000.npy"
+    damage(tile)
+    result = project.run("reduce", check=False)
+    assert_one_line_error(result, "tile-r000-c000.npy is bad", "pending again", "jobrunner supervise")
+    assert earlier == {name: (project.outputs / name).read_bytes() for name in earlier}  # nothing replaced
+    assert project.records()["tile-r000-c000"]["state"] == "pending"
+    assert "computed 1 tiles" in project.run("work").stdout  # the advice works
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+def test_a_fifo_at_a_tiles_path_is_refused_at_once_and_nothing_is_requeued(project, serial_reference):
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
+    project.run("supervise", "--workers", "2")
+    tile = project.tiles / "tile-r001-c000.npy"
+    tile.unlink()
+    os.mkfifo(tile)
+    done = project.records()
+    result = project.run("reduce", check=False, timeout=30)  # it hung here before
+    assert_one_line_error(result, "is a FIFO", "nothing was requeued")
+    assert project.records() == done
+    tile.unlink()  # as the message says: then its job is computed again
+    assert_one_line_error(project.run("reduce", check=False), "missing", "pending again")
+    project.run("work")
+    project.run("reduce")
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+def test_check_tile_accepts_exactly_what_write_tile_wrote(tmp_path):
+    path = tmp_path / "tile.npy"
+    values = np.arange(6.0).reshape(2, 3)
+    with open(path, "wb") as file:
+        checksum = write_tile(file, values.astype(np.float32))  # stored as float64 whatever the kernel gave
+    assert np.load(path).dtype == TILE_DTYPE
+    assert check_tile(path, (2, 3), checksum) is None
+    assert "expected float64 (3, 2)" in check_tile(path, (3, 2), checksum)
+    assert check_tile(path, (2, 3), "sha256:" + "0" * 64).startswith("changed since")
+    assert check_tile(path, (2, 3), None) == "recorded done without a checksum"
+    path.write_bytes(path.read_bytes()[:-8])
+    assert "truncated" in check_tile(path, (2, 3), checksum)
+    assert check_tile(tmp_path / "absent.npy", (2, 3), checksum) == "missing"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small disk needs root")
+def test_reduce_without_room_for_the_result_says_so_and_leaves_no_partial(project):
+    """It died of SIGBUS through its memory map before, leaving a full-size partial behind."""
+    import subprocess
+
+    small = project.root / "a small disk"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k,mode=755", "tmpfs", str(small)], check=True)
+    try:
+        project.env["JOBRUNNER_OUTPUTS"] = str(small)
+        project.run("plan", "--step", 0.02, "--tiles", "2x2", "--kernel", "numpy")  # 200 x 200: 320 KB of tiles
+        project.run("supervise", "--workers", "2")
+        result = project.run("reduce", check=False)
+        needed = 128 + 200 * 200 * 8  # a .npy header (padded to 128 bytes), then the float64 values
+        assert_one_line_error(result, "no room for the stitched array", str(small), f"{needed:,} bytes")
+        assert not list(small.glob("*.partial")) and not (small / "stitched.npy").exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_reduce_removes_the_partials_of_a_killed_reduce_of_this_host(project, serial_reference):
+    import subprocess
+
+    from jobrunner.paths import writer_tag
+
+    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
+    project.run("supervise", "--workers", "2")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = project.outputs / f".stitched.npy.{writer_tag(pid=gone.pid)}.partial"
+    dead.write_bytes(b"\0" * 4096)  # what a reduce killed mid-way leaves
+    elsewhere = project.outputs / ".stitched.npy.node-b-12345.partial"  # another host's: it may be running
+    elsewhere.write_bytes(b"")
+    project.run("reduce")
+    assert not dead.exists() and elsewhere.exists()
+    assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
