@@ -24,9 +24,10 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], partial: P
     writer's own scratch folder (see :meth:`SpoolPaths.scratch`), made when missing and refused
     if it is not this user's own (see :func:`open_own_folder`).
 
-    Nothing written here follows a symbolic link: in a folder shared with a group, a member
-    could plant one at a partial name (or swap a scratch folder for one) to make this process
-    write into a file of theirs choosing.  So the partial is created new (``O_EXCL``) without
+    Nothing written here follows a symbolic link at its own name or in place of the scratch
+    folder: in a folder shared with a group, a member could plant one there to make this process
+    write into a file of their choosing.  (The folders above are still opened by path: a link in
+    place of one of them is not refused yet.)  So the partial is created new (``O_EXCL``) without
     following a link (``O_NOFOLLOW``), inside a folder opened once and then used through its
     descriptor, and renamed from there; whatever was at the partial name is unlinked first
     (unlinking a link removes the link, never its target).
@@ -56,7 +57,13 @@ def _create(name: str, folder: int, flags: int = _CREATE) -> int:
         return os.open(name, flags, 0o644, dir_fd=folder)
     except FileExistsError:  # a partial of a killed writer with our pid, or something planted there
         os.unlink(name, dir_fd=folder)
+    try:
         return os.open(name, flags, 0o644, dir_fd=folder)
+    except FileExistsError:  # planted again at once: someone is racing this process
+        raise JobRunnerError(
+            f"something is made again at {name} each time it is removed, in a folder of the spool or outputs: "
+            "someone who can write there is interfering; see who (`ls -la`)"
+        ) from None
 
 
 def write_new(path: Path, text: str) -> None:
@@ -79,12 +86,16 @@ def create_new(path: Path) -> BinaryIO:
 def open_own_folder(folder: Path) -> int:
     """A descriptor of ``folder``, a writer's own scratch folder: made (mode 0700) when missing, and
     refused if it is a symbolic link or another user's (planted by a member of a shared folder's group)."""
+    made = False
     for _ in range(2):
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            with suppress(FileExistsError):  # made on first use, or again after the final sweep
+            try:  # made on first use, or again after the final sweep
                 folder.mkdir(mode=0o700)  # FileNotFoundError if its parent went (a retired plan's)
+                made = True
+            except FileExistsError:
+                pass
             continue
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -95,13 +106,16 @@ def open_own_folder(folder: Path) -> int:
                 ) from None
             raise
         info = os.fstat(fd)
-        if info.st_uid != os.geteuid():
+        # Just made by this call: ours, whatever owner the filesystem reports (NFS with broken id
+        # mapping, sshfs and CIFS may show every file as someone else's).
+        if info.st_uid != os.geteuid() and not made:
             os.close(fd)
             raise JobRunnerError(
                 f"{folder}, this worker's own folder for partial files, belongs to another user "
-                f"(uid {info.st_uid}): someone who can write the spool or outputs folder made it; remove it"
+                f"(uid {info.st_uid}): someone who can write the spool or outputs folder made it, or this "
+                "filesystem does not report owners as they are; remove it"
             )
-        if info.st_mode & 0o077:
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
             os.fchmod(fd, 0o700)  # ours, but made open (by an older jobrunner): only we write in it
         return fd
     raise FileNotFoundError(errno.ENOENT, "cannot make the folder", str(folder))

@@ -411,11 +411,35 @@ def remove_plan(paths: SpoolPaths, manifest: Manifest | None, plan_id: str) -> N
         with suppress(OSError):
             paths.plan_copy(plan_id).unlink(missing_ok=True)  # at least make it garbage to all who look
         aside = folder
-    outputs = manifest.outputs_folder(paths.spool) if manifest is not None else paths.outputs
+    outputs = _own_outputs(paths, manifest)
     _remove_products(paths.for_plan(plan_id, outputs))
     shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
     # ignore_errors: a straggler may still be making files in there; what it leaves, the next sweep takes
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _own_outputs(paths: SpoolPaths, manifest: Manifest | None) -> Path:
+    """Where a plan being removed kept its tiles, if that folder is this spool's; else the current one.
+
+    A retired plan's ``plan.json`` can be written by anyone who can write the spool: the folder it
+    names is cleaned only if its ``owner.json`` names this spool, never a folder of someone's choosing.
+    """
+    if manifest is None:
+        return paths.outputs
+    folder = manifest.outputs_folder(paths.spool)
+    try:
+        owner = _read_owner(paths.for_plan(paths.plan_id, folder))
+    except JobRunnerError:
+        owner = None
+    ours = _pointer_spool_id(paths)
+    return folder if owner is not None and ours is not None and owner["spool_id"] == ours else paths.outputs
+
+
+def _pointer_spool_id(paths: SpoolPaths) -> str | None:
+    try:
+        return _read_manifest(paths.manifest).spool_id
+    except (OSError, JobRunnerError):
+        return None
 
 
 def _remove_products(paths: SpoolPaths) -> None:
@@ -451,7 +475,7 @@ def sweep(paths: SpoolPaths) -> None:
                 # A plan being written, or a retired one set aside (step 4) whose remover died: its
                 # tiles first (a plan being written has none), then the folder.
                 manifest = _manifest_or_none(Path(entry.path) / "plan.json")
-                outputs = manifest.outputs_folder(paths.spool) if manifest is not None else paths.outputs
+                outputs = _own_outputs(paths, manifest)
                 shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
                 shutil.rmtree(entry.path, ignore_errors=True)
             continue

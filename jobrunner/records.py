@@ -158,6 +158,8 @@ class JobRecord:
     def from_json(cls, text: str) -> JobRecord:
         """A record as written by :meth:`to_json`; ValueError for anything else (hand-edited, planted)."""
         document: Any = json.loads(text)  # RecursionError for JSON nested absurdly deep: the caller's
+        if isinstance(document, dict):
+            document.setdefault("tile", None)  # a record from before tiles had checksums: reduce recomputes it
         _check_fields(document, _RECORD_FIELDS, "the record")
         if not isinstance(document["attempts"], list):
             raise ValueError("its attempts are not a list")
@@ -167,8 +169,6 @@ class JobRecord:
         record = cls(**document, attempts=attempts)
         if record.state not in (PENDING, DONE, FAILED):
             raise ValueError(f"unknown state {record.state!r}")
-        if record.state == DONE and record.tile is None:
-            raise ValueError("it is done but names no tile checksum")
         return record
 
 

@@ -97,7 +97,8 @@ partial files are deleted, its claim cleared and its lock released, and the work
 (130 for Ctrl-C).  The job is claimable again at once.
 
 Rules: only the holder of a job's lock writes the job's record, claim or tile.  Nothing is
-written through a symbolic link (a member of a group-shared folder could plant one): partials
+written through a symbolic link at its own name (a member of a group-shared folder could plant
+one; a link in place of a whole folder is not yet refused): partials
 are created new with ``O_EXCL | O_NOFOLLOW``, in a scratch folder that is the writer's own (mode
 0700, owned by it, opened once and used through its descriptor) or beside their target, and a
 flock-mode claim is written through the descriptor that holds the lock (see

@@ -28,7 +28,7 @@ from jobrunner.locking import pid_alive
 from jobrunner.paths import SpoolPaths, local_pid, writer_tag
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
-from jobrunner.tilefile import NotATile, check_tile
+from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
 
 #: How many job ids an error message lists before it gives a count.
 LISTED = 4
@@ -65,7 +65,7 @@ def _refuse_unfinished(unfinished: list[JobStatus], total: int) -> JobRunnerErro
     )
 
 
-def _bad_tiles(spool: Spool, done: list[JobStatus]) -> list[tuple[str, str]]:
+def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple[str, str]]:
     """Tiles recorded done that are proven bad (see :mod:`jobrunner.tilefile`): absent from their
     folder, truncated, of another dtype or shape, or changed since their worker wrote them.
 
@@ -84,7 +84,7 @@ def _bad_tiles(spool: Spool, done: list[JobStatus]) -> list[tuple[str, str]]:
     for status in done:
         path = spool.paths.tile(status.id)
         try:
-            why = check_tile(path, tiles[status.id].shape, status.record.tile if status.record else None)
+            why = check_tile(path, tiles[status.id].shape, status.record.tile if status.record else None, checked)
         except NotATile as error:
             raise JobRunnerError(
                 f"{error}: someone put it there; move it away and reduce again (its job is then computed "
@@ -107,9 +107,17 @@ BLOCK_BYTES = 32 * 2**20
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def _read_rows(path: Path, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a C-ordered 2-D ``.npy`` file, read at their offset (nothing stays mapped)."""
-    with open(path, "rb") as file:
+def _read_rows(path: Path, start: int, stop: int, checked: dict) -> np.ndarray:
+    """Rows ``[start, stop)`` of a C-ordered 2-D ``.npy`` file, read at their offset (nothing stays mapped).
+
+    Only from the very file that was checked (``checked``: its identity, see tilefile.identity):
+    one renamed over it or written in place since is refused, never stitched.
+    """
+    fd = open_tile(path)
+    if identity(os.fstat(fd)) != checked.get(str(path)):
+        os.close(fd)
+        raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
+    with os.fdopen(fd, "rb") as file:
         version = np.lib.format.read_magic(file)
         if version not in _HEADER_READERS:
             return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
@@ -121,7 +129,7 @@ def _read_rows(path: Path, start: int, stop: int) -> np.ndarray:
     return rows.reshape(stop - start, shape[1])
 
 
-def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np.ndarray:
+def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool, checked: dict) -> np.ndarray:
     """Write every done tile into a new ``.npy`` at ``target``; return a decimated copy for the figure."""
     nx, ny = spool.plan.shape
     stride = decimation(spool.plan.shape)
@@ -130,22 +138,29 @@ def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool) -> np
         np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False, "shape": (nx, ny)})
         file.flush()
         offset = file.tell()
-        try:
-            # Reserve the space now: a memory map of a file the disk cannot fill dies of SIGBUS.
-            os.posix_fallocate(file.fileno(), 0, offset + nx * ny * 8)
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise
-            needed = offset + nx * ny * 8
-            raise JobRunnerError(
-                f"no room for the stitched array in {target.parent}: it needs {needed:,} bytes "
-                f"({needed / 2**20:,.1f} MiB); free space there, then reduce again"
-            ) from None
-        _fill(spool, done, file, offset, preview, stride, fill_holes)
+        _reserve(file, offset + nx * ny * 8, target.parent)
+        _fill(spool, done, file, offset, preview, stride, fill_holes, checked)
     return preview
 
 
-def _fill(spool: Spool, done: list[str], file, offset: int, preview: np.ndarray, stride: int, fill_holes: bool):
+def _reserve(file, size: int, folder: Path) -> None:
+    """Give ``file`` its full ``size``, reserved on the disk: a memory map of a file the disk cannot
+    fill dies of SIGBUS.  Where the filesystem cannot reserve space (ZFS, some FUSE), it is only sized."""
+    try:
+        os.posix_fallocate(file.fileno(), 0, size)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            os.ftruncate(file.fileno(), size)
+            return
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise JobRunnerError(
+            f"no room for the stitched array in {folder}: it needs {size:,} bytes ({size / 2**20:,.1f} MiB); "
+            "free space there, then reduce again"
+        ) from None
+
+
+def _fill(spool: Spool, done, file, offset: int, preview: np.ndarray, stride: int, fill_holes: bool, checked: dict):
     """Fill the reserved array a block of rows at a time, through short-lived mappings of ``file``."""
     nx, ny = spool.plan.shape
     tiles = spool.plan.tile_by_id()
@@ -163,7 +178,7 @@ def _fill(spool: Spool, done: list[str], file, offset: int, preview: np.ndarray,
             if lo >= hi:
                 continue
             for tile in band:
-                values = _read_rows(spool.paths.tile(tile.id), lo - tile.row_start, hi - tile.row_start)
+                values = _read_rows(spool.paths.tile(tile.id), lo - tile.row_start, hi - tile.row_start, checked)
                 rows[lo - row_start : hi - row_start, tile.col_start : tile.col_stop] = values
         first = -(-row_start // stride) * stride  # the first sampled row in this block
         preview[first // stride : -(-row_stop // stride)] = rows[first - row_start :: stride, ::stride]
@@ -210,7 +225,8 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
         raise _refuse_unfinished(unfinished, len(statuses))
     done_statuses = [s for s in statuses if s.state == DONE]
     done = [s.id for s in done_statuses]
-    bad = _bad_tiles(spool, done_statuses) if done else []
+    checked: dict = {}  # path -> identity of each tile file as checked: stitching reads only those
+    bad = _bad_tiles(spool, done_statuses, checked) if done else []
     if bad:
         for job_id, _ in bad:
             spool.requeue(job_id)
@@ -231,7 +247,7 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     partial_array = SpoolPaths.partial(array, writer_tag())
     partial_figure = SpoolPaths.partial(figure, writer_tag())
     try:
-        preview = _stitch(spool, done, partial_array, fill_holes=bool(unfinished))
+        preview = _stitch(spool, done, partial_array, fill_holes=bool(unfinished), checked=checked)
         missing = [s.id for s in unfinished]
         note = f"PARTIAL: {len(missing)} of {len(statuses)} tiles missing (grey)" if missing else ""
         title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note)

@@ -5,8 +5,10 @@ checksum goes into the job's done record.  ``reduce`` reads the file back throug
 :func:`check_tile` before stitching it: the header must say exactly float64, C order and the
 tile's shape, the size must match, and the bytes must hash to the recorded checksum, so a
 flipped bit, a truncated or rewritten file (float32, ``.npz``), or another tile's file is a bad
-tile, never a wrong result.  A path that is not a regular file (a FIFO, a device, a folder, a
-symbolic link) is refused without being opened for reading in a way that could block.
+tile, never a wrong result (unless its record was rewritten to match, by someone who may write
+records).  Stitching then reads only the very files it checked (:func:`identity`).  A path
+that is not a regular file (a FIFO, a device, a folder, a symbolic link) is refused without
+being opened for reading in a way that could block.
 """
 
 from __future__ import annotations
@@ -52,17 +54,16 @@ class NotATile(Exception):
     """A path that holds something other than a tile file: refused, not read, not requeued."""
 
 
-def check_tile(path: Path, shape: tuple[int, int], checksum: str | None) -> str | None:
-    """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
+def identity(info: os.stat_result) -> tuple[int, ...]:
+    """What says a file is still the one that was checked: another file renamed over it has another
+    inode, and a file written in place has another change time."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
-    Raises :class:`NotATile` for a path that is not a regular file, and OSError for a file that
-    cannot be read (which proves nothing about the tile).
-    """
+
+def open_tile(path: Path) -> int:
+    """A descriptor of the tile file at ``path``: never through a link, never waiting on a FIFO."""
     try:
-        # O_NONBLOCK: opening a FIFO for reading would wait for a writer; O_NOFOLLOW: a planted link.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return "missing"
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise NotATile(f"{path} is a symbolic link, which no worker writes") from None
@@ -72,6 +73,21 @@ def check_tile(path: Path, shape: tuple[int, int], checksum: str | None) -> str 
         os.close(fd)
         what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}.get(kind, "a device")
         raise NotATile(f"{path} is {what}, not a tile file")
+    return fd
+
+
+def check_tile(path: Path, shape: tuple[int, int], checksum: str | None, seen: dict | None = None) -> str | None:
+    """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
+
+    Raises :class:`NotATile` for a path that is not a regular file, and OSError for a file that
+    cannot be read (which proves nothing about the tile).  ``seen``: where to note the identity
+    of a good tile's file, so that whoever reads it later can tell it is still that file.
+    """
+    try:
+        fd = open_tile(path)
+    except FileNotFoundError:
+        return "missing"
+    info = os.fstat(fd)
     with os.fdopen(fd, "rb") as file:
         digest = hashlib.sha256()
         head = file.read(CHUNK)
@@ -87,6 +103,8 @@ def check_tile(path: Path, shape: tuple[int, int], checksum: str | None) -> str 
         return "recorded done without a checksum"
     if f"sha256:{digest.hexdigest()}" != checksum:
         return "changed since its worker wrote it (its bytes do not match the checksum in its record)"
+    if seen is not None:
+        seen[str(path)] = identity(info)
     return None
 
 

@@ -123,3 +123,50 @@ def test_reduce_removes_the_partials_of_a_killed_reduce_of_this_host(project, se
     project.run("reduce")
     assert not dead.exists() and elsewhere.exists()
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
+
+
+def test_stitching_reads_only_the_very_files_it_checked(tmp_path):
+    """A group member renaming another valid tile over a checked one, mid-reduce, is caught."""
+    from jobrunner.errors import JobRunnerError
+    from jobrunner.stitch import _read_rows
+
+    path, other = tmp_path / "tile.npy", tmp_path / "other.npy"
+    with open(path, "wb") as file:
+        checksum = write_tile(file, np.zeros((2, 3)))
+    with open(other, "wb") as file:
+        write_tile(file, np.ones((2, 3)))
+    checked: dict = {}
+    assert check_tile(path, (2, 3), checksum, checked) is None
+    assert np.array_equal(_read_rows(path, 0, 2, checked), np.zeros((2, 3)))
+    other.replace(path)
+    with pytest.raises(JobRunnerError, match="changed while reduce was stitching"):
+        _read_rows(path, 0, 2, checked)
+
+
+def test_a_plan_planted_in_the_spool_cannot_make_plan_delete_another_projects_results(tmp_path):
+    """A retired plan's plan.json names its outputs; a planted one names someone else's project."""
+    import json
+    import shutil
+
+    from jobrunner.grid import Grid
+    from jobrunner.identity import new_plan_id
+    from jobrunner.plan import Plan
+    from jobrunner.spool import Spool
+
+    spool, _ = Spool.create(Plan(Grid(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
+    victim = tmp_path / "another project" / "outputs"
+    planted_id = new_plan_id()
+    (victim / "tiles" / planted_id).mkdir(parents=True)
+    (victim / "tiles" / planted_id / "tile-r000-c000.npy").write_bytes(b"their work")
+    (victim / "stitched.json").write_text(json.dumps({"plan": planted_id}))
+    (victim / "stitched.npy").write_bytes(b"their result")
+    planted = spool.paths.plans / planted_id
+    shutil.copytree(spool.paths.plan_folder(), planted)
+    manifest = json.loads((planted / "plan.json").read_text())
+    manifest.update(id=planted_id, outputs=str(victim))
+    (planted / "plan.json").write_text(json.dumps(manifest))
+    (planted / "successor.json").write_text("{}")  # looks retired: the next plan's sweep removes it
+    Spool.create(Plan(Grid(step=0.25), (2, 2), "numpy"), tmp_path / "jobs", replace=True)
+    assert not planted.exists()
+    assert (victim / "tiles" / planted_id / "tile-r000-c000.npy").read_bytes() == b"their work"
+    assert (victim / "stitched.npy").read_bytes() == b"their result"
