@@ -6,8 +6,10 @@ Two modes behind one interface, :class:`JobLocks`; the rest of the protocol (see
 flock
     ``locks/<id>.lock`` held with ``flock`` through :class:`filelock.FileLock`.  The kernel
     (or the file server) drops it when its holder dies, so a dead worker's job is claimable at
-    once.  The attempt in flight is written into the lock file itself.  ``fallback_to_soft=False``:
-    a disk whose ``flock`` answers ENOSYS is reported, never silently downgraded.
+    once.  The attempt in flight is written into the lock file itself, through the descriptor
+    the flock is held on (filelock's ``on_acquired``), never by opening the path again.
+    ``fallback_to_soft=False``: a disk whose ``flock`` answers ENOSYS is reported, never
+    silently downgraded.
 lease
     ``locks/<id>.lease`` is a :class:`filelock.SoftFileLease` marker: created with ``O_EXCL``,
     refreshed by a heartbeat thread every third of the lease, deleted on release.  The attempt in
@@ -138,10 +140,7 @@ class JobLocks:
 
     def _cannot_lock(self, path: Path, error: OSError) -> JobRunnerError:
         if error.errno == errno.ELOOP or path.is_symlink():
-            return JobRunnerError(
-                f"{path} is a symbolic link, which no worker makes: someone who can write the spool put it there; "
-                "remove it (the disk's locks are fine)"
-            )
+            return JobRunnerError(_planted(path) + " (the disk's locks are fine)")
         return JobRunnerError(
             f"cannot lock {path} ({error.strerror or error}): this disk does not do {self.mode} locks; "
             "run `jobrunner doctor` to see what it can do"
@@ -328,10 +327,7 @@ def _read_claim(path: Path) -> Attempt | None:
         return None
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise JobRunnerError(
-                f"{path} is a symbolic link, which no worker makes: someone who can write the spool put it there; "
-                "remove it"
-            ) from None
+            raise JobRunnerError(_planted(path)) from None
         raise JobRunnerError(f"cannot read the claim in {path} ({error})") from None
     try:
         data = os.read(fd, 64 * 1024)  # a claim is a line of JSON: more is not a claim
@@ -340,6 +336,11 @@ def _read_claim(path: Path) -> Attempt | None:
     finally:
         os.close(fd)
     return Attempt.from_claim(data) if data.strip() else None
+
+
+def _planted(path: Path) -> str:
+    """What to say of a symbolic link at a lock or claim path: jobrunner never makes one."""
+    return f"{path} is a symbolic link, which no worker makes: someone who can write the spool put it there; remove it"
 
 
 def _marker_owner(path: Path) -> tuple[str, int] | None:

@@ -51,22 +51,28 @@ A worker's steps for one job, and what SIGKILL at each step leaves behind
 --------------------------------------------------------------------------
 0. Stop if our plan is no longer the spool's (jobrunner.publish), or if this process's kernel
    code is not the plan's (its fingerprint differs: the code was edited since planning). Nothing.
-1. Read the record; skip the job if it is done or failed.              Nothing.
+1. Read the record; skip the job if it is done or failed, or if its record cannot be read
+   (that job alone then counts as failed; the others go on).           Nothing.
 2. Take the lock without waiting; held by someone else: move on.         Nothing: the kernel
    releases a dead process's flock; a dead worker's lease is taken over.
 3. Read the record again: the job may have finished meanwhile.          Nothing.
 4. If a claim names an attempt, its worker died holding the job (or lost its lease): record
-   that attempt as ``lost`` and delete the partial files its host-pid was writing.   Nothing new.
-5. Write this attempt's claim (into the lock file in flock mode; ``.claim`` in lease mode).
-                                                                          A claim: step 4
+   that attempt as ``lost`` (unless the record already has it: its worker finished and died
+   before step 9), delete the partial files its host-pid was writing, clear the claim.
+                                                                          Nothing new.
+5. Write this attempt's claim (flock mode: into the lock file, through the descriptor that
+   holds the lock; lease mode: ``.claim``).                              A claim: step 4
    of the next claimant closes it.
 6. Load and validate the spec, compute the tile.                         Same.
 7. (Lease mode: if the lease is no longer ours, drop the result and stop here, writing nothing.)
-   Write the tile to its partial name, hashing its bytes, and ``os.replace`` it into place.  A partial file
+   Write the tile to its partial name, hashing its bytes, and ``os.replace`` it into place.
+                                                                          A partial file
    (removed by the next claimant's step 4), or a complete tile under a claim (recomputed by
    the next claimant and replaced, atomically, with the same bits).
-8. Record done, with the tile's checksum (the record is replaced atomically).                     Done; a stale claim,
-   which the next look at the job clears.
+8. Record done, with the tile's checksum (the record is replaced atomically).
+                                                                          Done, and a stale
+   claim: step 1 skips a done job without looking at it, so it stays until a requeue, whose
+   next claimant's step 4 clears it without recording it again.
 9. Clear the claim and release the lock (a lock file stays; a lease marker is deleted).
 
 A tile that cannot be written (a full disk: ENOSPC, EFBIG; a read-only folder: EROFS) ends its
@@ -84,7 +90,7 @@ Who cleans what: a dead worker's lock needs nothing; its claim and its partial t
 closed and deleted by the next claimant (step 4); a partial *record* (killed during step 8, so
 nothing names it) is swept by the worker that finds every job done, with every writer's
 folder of partials; a run that ends otherwise removes its own folder and dead local writers'
-when they are empty.  A worker that finds a
+when they are empty; a replaced plan's folders go whole (see jobrunner.publish).  A worker that finds a
 job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
 moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
 the job stranded.  ``status`` judges a claim on its own host by its pid, and probes the lock

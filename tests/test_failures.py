@@ -152,24 +152,19 @@ def test_supervise_survives_a_killed_pool_process(project, serial_reference):
     assert project.leftovers() == []
 
 
+def hold_in_another_process(lock: str, then: str = "time.sleep(600)") -> subprocess.Popen:
+    """A process that takes ``lock`` (a filelock constructor call), says so, then runs ``then``."""
+    code = f"import filelock, time; lock = {lock}; lock.acquire(); print('held', flush=True); {then}"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_a_briefly_held_lock_does_not_strand_its_job(project):
     """Something holds a job's lock without working on it (as status or reduce may, for a moment)."""
-    import subprocess
-    import sys
-
     project.run("plan", "--step", STEP, "--tiles", "1x3", "--kernel", "numpy")
     lock = project.plan_folder / "locks" / "tile-r000-c001.lock"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import filelock, time, sys; l = filelock.FileLock({str(lock)!r}); l.acquire(); "
-            "print('held', flush=True); time.sleep(1.5); l.release()",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_in_another_process(f"filelock.FileLock({str(lock)!r})", then="time.sleep(1.5); lock.release()")
     result = project.run("work")
     wait(holder)
     assert "spool 3/3 done" in result.stdout
@@ -241,17 +236,7 @@ def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(pro
     project.env["JOBRUNNER_LOCK"] = "lease"
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
     marker = project.plan_folder / "locks" / "tile-r000-c001.lease"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import filelock, time; l = filelock.SoftFileLease({str(marker)!r}, lease_duration=30); l.acquire(); "
-            "print('held', flush=True); time.sleep(600)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_in_another_process(f"filelock.SoftFileLease({str(marker)!r}, lease_duration=30)")
     holder.kill()  # and not reaped yet: a zombie, which filelock's own check takes for a live owner
     try:
         started = time.monotonic()
