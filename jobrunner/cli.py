@@ -208,6 +208,16 @@ def work(
     lease: LeaseOption = None,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = None,
+    log: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--log",
+            metavar="FILE",
+            help="Append everything this worker prints to FILE (made if missing; never through a symbolic link, "
+            "even in place of a folder on the way from the spool). The Slurm script passes one per array task.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """One independent worker: claim jobs until none is left. Start as many as you like, anywhere the spool is.
 
@@ -221,6 +231,10 @@ def work(
     from jobrunner.stopping import Deadline, earliest, parse_duration
     from jobrunner.worker import work as run_worker
 
+    if log is not None:
+        from jobrunner.files import append_output_to
+
+        append_output_to(log, spool)
     started = time.time()
     the_spool = _spool(spool, outputs, lock, lease)
     limit = Deadline(started + parse_duration(max_time), f"--max-time {max_time}") if max_time else None

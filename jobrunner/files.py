@@ -5,51 +5,66 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
 from jobrunner.errors import JobRunnerError
+from jobrunner.folders import FOLDER, Tree
 from jobrunner.paths import SpoolPaths, writer_tag
 
 #: How every partial file is made: a new file (never one that exists), never through a symbolic link.
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None], partial: Path | None = None) -> None:
+def write_atomically(
+    target: Path, write: Callable[[BinaryIO], None], partial: Path | None = None, tree: Tree | None = None
+) -> None:
     """Write ``target`` through ``write(file)`` under a partial name, then rename it into place.
 
     ``partial``: where to write it first (same filesystem), if not beside ``target``: a file in a
     writer's own scratch folder (see :meth:`SpoolPaths.scratch`), made when missing and refused
-    if it is not this user's own (see :func:`open_own_folder`).
+    if it is not this user's own (see :func:`open_own_folder`).  ``tree``: the spool's or outputs'
+    folders (see :mod:`jobrunner.folders`), through which ``target``'s folder is reached; without
+    one, that folder is opened by path (a file of the user's own choosing, not in a spool).
 
-    Nothing written here follows a symbolic link at its own name or in place of the scratch
-    folder: in a folder shared with a group, a member could plant one there to make this process
-    write into a file of their choosing.  (The folders above are still opened by path: a link in
-    place of one of them is not refused yet.)  So the partial is created new (``O_EXCL``) without
-    following a link (``O_NOFOLLOW``), inside a folder opened once and then used through its
-    descriptor, and renamed from there; whatever was at the partial name is unlinked first
+    Nothing written here follows a symbolic link, at its own name, in place of the scratch
+    folder or of any folder of the tree: in a folder shared with a group, a member could plant
+    one to make this process write into a file of their choosing.  So the partial is created new
+    (``O_EXCL``) without following a link (``O_NOFOLLOW``), inside a folder reached through
+    descriptors, and renamed from there; whatever was at the partial name is unlinked first
     (unlinking a link removes the link, never its target).
     """
-    if partial is None:
-        partial = SpoolPaths.partial(target, writer_tag())
-        folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        folder = open_own_folder(partial.parent)
-    name = partial.name
-    try:
-        fd = _create(name, folder)
+    with _tree_for(target, tree) as tree:
+        destination = tree.parent(target)
+        if partial is None:
+            folder, name, own = destination, SpoolPaths.partial(target, writer_tag()).name, False
+        else:
+            folder, name, own = open_own_folder(partial.parent, tree), partial.name, True
         try:
-            with os.fdopen(fd, "wb") as file:
-                write(file)
-            os.replace(name, target, src_dir_fd=folder)
-        except BaseException:
-            with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
-                os.unlink(name, dir_fd=folder)
-            raise
-    finally:
-        os.close(folder)
+            fd = _create(name, folder)
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    write(file)
+                os.replace(name, target.name, src_dir_fd=folder, dst_dir_fd=destination)
+            except BaseException:
+                with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
+                    os.unlink(name, dir_fd=folder)
+                raise
+        finally:
+            if own:
+                os.close(folder)
+
+
+@contextmanager
+def _tree_for(target: Path, tree: Tree | None) -> Iterator[Tree]:
+    """``tree``, or one rooted at ``target``'s folder for this one write (closed after it)."""
+    if tree is not None:
+        yield tree
+        return
+    with Tree(target.parent) as tree:
+        yield tree
 
 
 def _create(name: str, folder: int, flags: int = _CREATE) -> int:
@@ -66,33 +81,34 @@ def _create(name: str, folder: int, flags: int = _CREATE) -> int:
         ) from None
 
 
-def write_new(path: Path, text: str) -> None:
+def write_new(path: Path, text: str, tree: Tree | None = None) -> None:
     """Write a file that must not exist yet, never through a link (a folder a group may write to
     could have one planted at its name while it is being filled)."""
-    with os.fdopen(os.open(path, _CREATE, 0o644), "wb") as file:
+    with _tree_for(path, tree) as tree, os.fdopen(tree.open(path, _CREATE), "wb") as file:
         file.write(text.encode())
 
 
-def create_new(path: Path) -> BinaryIO:
+def create_new(path: Path, tree: Tree | None = None) -> BinaryIO:
     """A new file at ``path``, open for reading and writing: made as partials are (see
     :func:`write_atomically`), for a writer that maps it (``reduce``'s stitched array)."""
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return os.fdopen(_create(path.name, folder, (_CREATE & ~os.O_WRONLY) | os.O_RDWR), "r+b")
-    finally:
-        os.close(folder)
+    with _tree_for(path, tree) as tree:
+        return os.fdopen(_create(path.name, tree.parent(path), (_CREATE & ~os.O_WRONLY) | os.O_RDWR), "r+b")
 
 
-def open_own_folder(folder: Path) -> int:
+def open_own_folder(folder: Path, tree: Tree) -> int:
     """A descriptor of ``folder``, a writer's own scratch folder: made (mode 0700) when missing, and
-    refused if it is a symbolic link or another user's (planted by a member of a shared folder's group)."""
+    refused if it is a symbolic link or another user's (planted by a member of a shared folder's group).
+
+    Its own descriptor, for the caller to close: a scratch folder is removed at the end of a run.
+    """
+    parent = tree.parent(folder)  # FileNotFoundError if it went (a retired plan's)
     made = False
     for _ in range(2):
         try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(folder.name, FOLDER, dir_fd=parent)
         except FileNotFoundError:
             try:  # made on first use, or again after the final sweep
-                folder.mkdir(mode=0o700)  # FileNotFoundError if its parent went (a retired plan's)
+                os.mkdir(folder.name, 0o700, dir_fd=parent)
                 made = True
             except FileExistsError:
                 pass
@@ -121,30 +137,67 @@ def open_own_folder(folder: Path) -> int:
     raise FileNotFoundError(errno.ENOENT, "cannot make the folder", str(folder))
 
 
-def write_first(target: Path, text: str) -> bool:
+def write_first(target: Path, text: str, tree: Tree | None = None) -> bool:
     """Publish ``target`` with ``text`` unless it exists (``os.link``: the first writer wins, whole).
 
     True if this call wrote it, False if it was there.  The partial is made as in
     :func:`write_atomically`, so a planted link at its name is not followed.
     """
     partial = SpoolPaths.partial(target, writer_tag())
-    folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        with os.fdopen(_create(partial.name, folder), "wb") as file:
-            file.write(text.encode())
+    with _tree_for(target, tree) as tree:
+        folder = tree.parent(target)
         try:
-            os.link(partial.name, target.name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
-        except FileExistsError:
-            return False
-        return True
+            with os.fdopen(_create(partial.name, folder), "wb") as file:
+                file.write(text.encode())
+            try:
+                os.link(partial.name, target.name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with suppress(OSError):
+                os.unlink(partial.name, dir_fd=folder)
+
+
+def write_text(target: Path, text: str, partial: Path | None = None, tree: Tree | None = None) -> None:
+    write_atomically(target, lambda file: file.write(text.encode()), partial, tree)
+
+
+def append_output_to(log: Path, spool: Path) -> None:
+    """From now on, this process's stdout and stderr append to the file ``log`` (``work --log``).
+
+    Opened as every file jobrunner writes in a spool is: never through a link at its name or in
+    place of a folder on the way from ``spool`` (when ``log`` is in it), never a FIFO or a device.
+    Why jobrunner opens it rather than Slurm: ``slurmstepd`` opens ``--output`` by path, as the
+    user, so a member of a group-shared spool who put a link in place of ``slurm/logs`` would
+    choose which of the user's files each task truncates.
+    """
+    log = log.absolute()
+    root = spool.absolute() if log.is_relative_to(spool.absolute()) else log.parent
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        with Tree(root) as tree:
+            fd = os.open(log.name, flags | os.O_CLOEXEC, 0o644, dir_fd=tree.folder(log.parent, create=True))
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENXIO):  # a link; a FIFO nobody reads
+            raise JobRunnerError(f"--log {log} is a symbolic link or a FIFO: someone put it there; remove it") from None
+        raise JobRunnerError(f"cannot open the log {log}: {explain_write_error(error)}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JobRunnerError(f"--log {log} is not a regular file: pass a file")
+        os.set_blocking(fd, True)
+        for stream in (1, 2):
+            os.dup2(fd, stream)
     finally:
-        with suppress(OSError):
-            os.unlink(partial.name, dir_fd=folder)
-        os.close(folder)
+        os.close(fd)
 
 
-def write_text(target: Path, text: str, partial: Path | None = None) -> None:
-    write_atomically(target, lambda file: file.write(text.encode()), partial)
+def ensure_folder_in(tree: Tree, path: Path, role: str) -> int:
+    """The folder ``path`` of ``tree``, made if missing (never through a planted link); refused if
+    every user may write to it.  Its descriptor is the tree's: do not close it."""
+    fd = tree.folder(path, create=True)
+    refuse_world_writable(path, role, os.fstat(fd))
+    return fd
 
 
 def ensure_folder(path: Path, role: str, option: str) -> None:
@@ -162,14 +215,14 @@ def ensure_folder(path: Path, role: str, option: str) -> None:
     refuse_world_writable(path, role)
 
 
-def world_writable_problem(path: Path, role: str) -> str | None:
+def world_writable_problem(path: Path, role: str, info: os.stat_result | None = None) -> str | None:
     """Why a folder every user of the machine may write to is refused (None if it is not one).
 
     Anyone could plant jobs or records there and steer the workers.  A folder shared with a group
     (``g+w``) is fine: the group is trusted with the spool.
     """
     try:
-        mode = path.stat().st_mode
+        mode = (info or path.stat()).st_mode
     except FileNotFoundError:
         return None
     if not mode & stat.S_IWOTH:
@@ -180,8 +233,8 @@ def world_writable_problem(path: Path, role: str) -> str | None:
     )
 
 
-def refuse_world_writable(path: Path, role: str) -> None:
-    problem = world_writable_problem(path, role)
+def refuse_world_writable(path: Path, role: str, info: os.stat_result | None = None) -> None:
+    problem = world_writable_problem(path, role, info)
     if problem is not None:
         raise JobRunnerError(problem)
 

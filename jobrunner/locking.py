@@ -7,7 +7,10 @@ flock
     ``locks/<id>.lock`` held with ``flock`` through :class:`filelock.FileLock`.  The kernel
     (or the file server) drops it when its holder dies, so a dead worker's job is claimable at
     once.  The attempt in flight is written into the lock file itself, through the descriptor
-    the flock is held on (filelock's ``on_acquired``), never by opening the path again.
+    the flock is held on (filelock's ``on_acquired``), never by opening the path again, and only
+    once that descriptor is proven to be the file in the plan's own ``locks`` folder: filelock
+    opens the lock file by path (``O_NOFOLLOW`` guards only its last name), so a link planted in
+    place of a folder on the way would have it open a file elsewhere (see jobrunner.folders).
     ``fallback_to_soft=False``: a disk whose ``flock`` answers ENOSYS is reported, never
     silently downgraded.
 lease
@@ -43,6 +46,7 @@ import json
 import os
 import socket
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +54,7 @@ from filelock import FileLock, SoftFileLease, Timeout
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import write_first, write_text
+from jobrunner.folders import PlantedLink, Tree
 from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.records import Attempt
 
@@ -95,9 +100,10 @@ class JobLocks:
 
     mode: str
 
-    def __init__(self, paths: SpoolPaths) -> None:
-        self.paths = paths
+    def __init__(self, paths: SpoolPaths, tree: Tree) -> None:
+        self.paths, self.tree = paths, tree
         self._locks: dict[str, FileLock | SoftFileLease] = {}  # reused: lease expiry is judged across tries
+        self._locks_folder: tuple[int, int] | None = None  # (device, inode) of the locks folder, as reached
 
     def acquire(self, job_id: str) -> Hold | None:
         """Take the job's lock without waiting; None if someone else holds it."""
@@ -133,6 +139,27 @@ class JobLocks:
             return pid_alive(claim.pid)
         return self.is_held(job_id)
 
+    def _check_locks_folder(self) -> None:
+        """Before filelock opens a lock by path: the path still leads to the locks folder this
+        process reached through the tree (one ``stat``).  A link put in place of it, or of a folder
+        above it, since then would have filelock make its file in the folder the link names.  (A
+        swap in the moment between this look and filelock's open is caught after it, by the
+        identity check on what filelock opened; it can still leave an empty file behind.)"""
+        fd = self.tree.folder(self.paths.locks)  # a link in its place now is refused here
+        if self._locks_folder is None:
+            info = os.fstat(fd)
+            self._locks_folder = (info.st_dev, info.st_ino)
+        try:
+            there = os.stat(self.paths.locks)
+        except FileNotFoundError:
+            return  # retired with its plan: the caller says so (Spool.claim looks whether it was replaced)
+        if (there.st_dev, there.st_ino) != self._locks_folder:
+            raise PlantedLink(
+                f"{self.paths.locks} no longer leads to the locks folder this worker opened: a symbolic link was put "
+                f"in place of it or of a folder above it, by someone who can write the spool {self.paths.spool}; "
+                "nothing was written through it; see `ls -la` of those folders, and `jobrunner doctor`"
+            )
+
     def owner_is_provably_live(self, claim: Attempt) -> bool:
         """Whether a busy job can be left to its holder: a worker that ends must not strand a job
         whose holder may be dead on a machine where nothing will release it soon."""
@@ -150,8 +177,8 @@ class JobLocks:
 class FlockLocks(JobLocks):
     mode = FLOCK
 
-    def __init__(self, paths: SpoolPaths) -> None:
-        super().__init__(paths)
+    def __init__(self, paths: SpoolPaths, tree: Tree) -> None:
+        super().__init__(paths, tree)
         self._held: dict[str, int] = {}  # job id -> the descriptor its flock is held on (filelock's, borrowed)
 
     def _lock(self, job_id: str) -> FileLock:
@@ -162,16 +189,35 @@ class FlockLocks(JobLocks):
                 blocking=False,
                 fallback_to_soft=False,
                 thread_local=False,
-                on_acquired=lambda fd, job_id=job_id: self._held.__setitem__(job_id, fd),
+                on_acquired=lambda fd, job_id=job_id: self._acquired(job_id, fd),
             )
             self._locks[job_id] = lock
         return lock
+
+    def _acquired(self, job_id: str, fd: int) -> None:
+        # filelock opened the lock file by path: it is ours only if it is the very file in the
+        # plan's locks folder as reached through the tree's descriptors.  Raising here makes
+        # filelock let go of the lock again, so nothing is ever written through a planted link.
+        path = self.paths.lock(job_id)
+        held = os.fstat(fd)
+        try:
+            here = self.tree.stat(path)
+        except FileNotFoundError:
+            here = None
+        if here is None or (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
+            raise PlantedLink(
+                f"{path} led somewhere else than the plan's locks folder when it was opened: a symbolic link stands "
+                f"in place of a folder on the way, put there by someone who can write the spool {self.paths.spool}; "
+                f"nothing was written through it; see `ls -la` of its folders, and `jobrunner doctor`"
+            )
+        self._held[job_id] = fd
 
     def release(self, job_id: str) -> None:
         self._held.pop(job_id, None)
         super().release(job_id)
 
     def acquire(self, job_id: str) -> Hold | None:
+        self._check_locks_folder()
         try:
             self._lock(job_id).acquire()
         except Timeout:
@@ -218,8 +264,8 @@ class FlockLocks(JobLocks):
 class LeaseLocks(JobLocks):
     mode = LEASE
 
-    def __init__(self, paths: SpoolPaths, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
-        super().__init__(paths)
+    def __init__(self, paths: SpoolPaths, tree: Tree, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        super().__init__(paths, tree)
         self.lease_seconds = lease_seconds
         self._watched: dict[str, tuple[tuple[int, int, int], float]] = {}  # marker identity, first seen
 
@@ -234,6 +280,7 @@ class LeaseLocks(JobLocks):
 
     def acquire(self, job_id: str) -> Hold | None:
         lease = self._lock(job_id)
+        self._check_locks_folder()
         for _ in range(2):  # a second try after breaking an expired marker
             try:
                 lease.acquire()
@@ -245,9 +292,28 @@ class LeaseLocks(JobLocks):
                 continue
             except OSError as error:
                 raise self._cannot_lock(self.paths.lease(job_id), error) from None
+            self._check_marker(job_id, lease)
             self._watched.pop(job_id, None)
             return _LeaseHold(lease)
         return None
+
+    def _check_marker(self, job_id: str, lease: SoftFileLease) -> None:
+        # filelock made the marker by path: it is this job's only if it is the file in the plan's
+        # locks folder as reached through the tree (the flock mode's check, after the fact: a
+        # lease has no hook at acquisition).  Else let it go, write nothing, and say why.
+        path = self.paths.lease(job_id)
+        try:
+            made, here = os.stat(path, follow_symlinks=False), self.tree.stat(path)
+            same = (made.st_dev, made.st_ino) == (here.st_dev, here.st_ino)
+        except FileNotFoundError:
+            same = False
+        if not same:
+            lease.release()
+            raise PlantedLink(
+                f"{path} led somewhere else than the plan's locks folder when its lease was taken: a symbolic link "
+                f"stands in place of a folder on the way, put there by someone who can write the spool "
+                f"{self.paths.spool}; nothing was written through it; see `ls -la` of its folders"
+            )
 
     # filelock takes over an expired or dead owner's marker by exchanging two names in one step
     # (renameat2 RENAME_EXCHANGE); where the filesystem refuses that (NFS, FUSE: exactly where
@@ -259,7 +325,7 @@ class LeaseLocks(JobLocks):
         """The (inode, mtime) of the job's marker if it has expired, else None."""
         path = self.paths.lease(job_id)
         try:
-            marker = path.stat()
+            marker = self.tree.stat(path)
         except FileNotFoundError:
             return (0, 0)  # gone since the try: nothing to break, try again
         identity = (marker.st_ino, marker.st_mtime_ns)
@@ -277,16 +343,16 @@ class LeaseLocks(JobLocks):
         path = self.paths.lease(job_id)
         aside = SpoolPaths.partial(path, writer_tag())
         try:
-            os.rename(path, aside)
+            self.tree.rename(path, aside)
         except FileNotFoundError:
             return
-        moved = aside.stat()
+        moved = self.tree.stat(aside)
         if (moved.st_ino, moved.st_mtime_ns) != identity:  # a newer marker: someone took over first
             try:
-                os.link(aside, path)  # put it back (fails, harmlessly, if the name is taken again)
+                self.tree.link(aside, path)  # put it back (fails, harmlessly, if the name is taken again)
             except FileExistsError:
                 pass
-        aside.unlink()
+        self.tree.unlink(aside)
 
     def is_held(self, job_id: str) -> bool:
         """A marker whose owner is alive (this host) or was refreshed within the lease (elsewhere).
@@ -295,7 +361,7 @@ class LeaseLocks(JobLocks):
         this host's clock, so this is for showing, not for deciding who may claim.
         """
         try:
-            marker = self.paths.lease(job_id).stat()
+            marker = self.tree.stat(self.paths.lease(job_id))
         except FileNotFoundError:
             return False
         owner = _marker_owner(self.paths.lease(job_id))
@@ -308,10 +374,10 @@ class LeaseLocks(JobLocks):
 
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
         if attempt is None:
-            self.paths.claim(job_id).unlink(missing_ok=True)
+            self.tree.unlink(self.paths.claim(job_id))
         else:
             partial = self.paths.claim_partial(job_id, writer_tag())
-            write_text(self.paths.claim(job_id), attempt.claim_json().decode(), partial)
+            write_text(self.paths.claim(job_id), attempt.claim_json().decode(), partial, self.tree)
 
     def owner_is_provably_live(self, claim: Attempt) -> bool:
         # A holder on another machine is known alive only by its heartbeat; wait for its tile or
@@ -422,9 +488,16 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
 
-def probe_flock(folder: Path) -> OSError | None:
-    """Take and drop a real ``flock`` on a probe file in ``folder``; the error if that fails."""
+def probe_flock(folder: Path, tree: Tree | None = None) -> OSError | None:
+    """Take and drop a real ``flock`` on a probe file in ``folder``; the error if that fails.
+
+    ``tree``: the spool's, when ``folder`` is in it (the probe is then removed through it).
+    """
+    if tree is None:
+        with Tree(folder) as own:
+            return probe_flock(folder, own)
     probe = folder / f".flock-probe.{writer_tag()}"
+    tree.folder(folder)  # a link in its place is refused before filelock looks there
     try:
         lock = FileLock(probe, blocking=False, fallback_to_soft=False, thread_local=False)
         with lock.acquire():
@@ -434,7 +507,8 @@ def probe_flock(folder: Path) -> OSError | None:
     except OSError as error:
         return error
     finally:
-        probe.unlink(missing_ok=True)
+        with suppress(OSError):
+            tree.unlink(probe)
     return None
 
 
@@ -446,9 +520,9 @@ class Choice:
     chosen_by: str = ""
 
 
-def auto_choice(folder: Path) -> Choice:
+def auto_choice(folder: Path, tree: Tree | None = None) -> Choice:
     """What ``auto`` picks for a spool whose locks live in ``folder``: measured there, then decided."""
-    return choose_mode(find_mount(folder), probe_flock(folder))
+    return choose_mode(find_mount(folder), probe_flock(folder, tree))
 
 
 def choose_mode(mount: Mount | None, flock_error: OSError | None) -> Choice:
@@ -473,7 +547,9 @@ def choose_mode(mount: Mount | None, flock_error: OSError | None) -> Choice:
     return Choice(FLOCK, f"{fstype} is a local filesystem and flock works on it")
 
 
-def resolve(paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | None = None) -> Choice:
+def resolve(
+    paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | None = None, tree: Tree | None = None
+) -> Choice:
     """The spool's mode: the one recorded in it, or (first time) ``requested`` or ``auto``'s pick, recorded.
 
     A worker that asks for a mode other than the recorded one is refused: workers that disagree
@@ -491,10 +567,10 @@ def resolve(paths: SpoolPaths, requested: str = AUTO, lease_seconds: float | Non
             )
         return recorded
     if requested == AUTO:
-        choice = auto_choice(paths.locks)
+        choice = auto_choice(paths.locks, tree)
     else:
         choice = Choice(requested, f"--lock {requested} was asked for")
-    if choice.mode == FLOCK and requested == FLOCK and (error := probe_flock(paths.locks)) is not None:
+    if choice.mode == FLOCK and requested == FLOCK and (error := probe_flock(paths.locks, tree)) is not None:
         raise JobRunnerError(
             f"--lock flock: flock fails in {paths.locks} ({error.strerror or error}): use --lock lease or auto"
         )
@@ -542,9 +618,9 @@ def read_choice(paths: SpoolPaths) -> Choice | None:
         ) from None
 
 
-def locks_for(paths: SpoolPaths, choice: Choice) -> JobLocks:
+def locks_for(paths: SpoolPaths, choice: Choice, tree: Tree) -> JobLocks:
     if choice.mode == LEASE:
-        return LeaseLocks(paths, choice.lease_seconds)
+        return LeaseLocks(paths, tree, choice.lease_seconds)
     if choice.mode == FLOCK:
-        return FlockLocks(paths)
+        return FlockLocks(paths, tree)
     raise JobRunnerError(f"{paths.locking} names an unknown lock mode {choice.mode!r}: delete it to choose again")

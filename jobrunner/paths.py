@@ -124,9 +124,10 @@ class SpoolPaths:
         return self.slurm / "logs"
 
     @cached_property
-    def slurm_log_pattern(self) -> Path:
-        """Slurm fills in %A (the array's job id) and %a (the task's index)."""
-        return self.slurm_logs / "task-%A_%a.log"
+    def slurm_task_log(self) -> Path:
+        """An array task's log as the batch script names it: the shell fills in the array's job id
+        and the task's index (``work --log`` opens it: see :func:`jobrunner.files.append_output_to`)."""
+        return self.slurm_logs / "task-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.log"
 
     # -- the outputs: tiles and the products made from them -------------------------------------
     @cached_property

@@ -92,7 +92,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -100,7 +99,8 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, explain_write_error, write_first, write_new, write_text
+from jobrunner.files import ensure_folder, ensure_folder_in, explain_write_error, write_first, write_new, write_text
+from jobrunner.folders import Tree
 from jobrunner.identity import PLAN_ID_PATTERN
 from jobrunner.locking import pid_alive
 from jobrunner.paths import SpoolPaths, local_pid, writer_tag
@@ -334,20 +334,21 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
 def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, str]) -> None:
     """Step 2: the plan's folder, whole, under ``plans/<id>`` (``specs``: file name -> text)."""
     plan_id = manifest.plan.id
-    ensure_folder(paths.plans, "spool's plans", "--spool")
-    partial = paths.plans / f".{plan_id}.{writer_tag()}.partial"
-    try:
-        partial.mkdir()
-        write_new(partial / "plan.json", manifest.to_json())
-        for name in ("specs", "locks", "records"):
-            (partial / name).mkdir()
-        spec_folder = partial / "specs"
-        for name, text in specs.items():  # a new folder nobody reads yet: no partial names
-            write_new(spec_folder / name, text)
-        os.rename(partial, paths.plan_folder(plan_id))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with Tree(paths.spool) as tree:
+        ensure_folder_in(tree, paths.plans, "spool's plans")
+        partial = paths.plans / f".{plan_id}.{writer_tag()}.partial"
+        try:
+            tree.mkdir(partial)
+            write_new(partial / "plan.json", manifest.to_json(), tree)
+            for name in ("specs", "locks", "records"):
+                tree.mkdir(partial / name)
+            spec_folder = partial / "specs"
+            for name, text in specs.items():  # a new folder nobody reads yet: no partial names
+                write_new(spec_folder / name, text, tree)
+            tree.rename(partial, paths.plan_folder(plan_id))
+        except BaseException:
+            tree.remove_tree(partial)
+            raise
 
 
 def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *, over_unreadable=False) -> None:
@@ -366,10 +367,11 @@ def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *
                 raise FileExistsError(paths.manifest)
         else:
             old = replacing.plan.id
-            if not paths.plan_copy(old).exists():
-                _tombstone(paths, old)  # a plan that lost its folder still gets its one successor
-            if not write_first(paths.successor(old), text):  # A's one successor: of two replaces, one wins
-                raise FileExistsError(paths.successor(old))
+            with Tree(paths.spool) as tree:
+                if not tree.exists(paths.plan_copy(old)):
+                    _tombstone(paths, old, tree)  # a plan that lost its folder still gets its one successor
+                if not write_first(paths.successor(old), text, tree):  # A's one successor: of two replaces, one wins
+                    raise FileExistsError(paths.successor(old))
             # From here the plan is published (current() follows successors); this only caches it.
             write_text(paths.manifest, text)
     except FileExistsError:
@@ -386,13 +388,13 @@ def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *
         raise JobRunnerError(f"cannot publish the plan in {paths.spool}: {explain_write_error(error)}") from None
 
 
-def _tombstone(paths: SpoolPaths, plan_id: str) -> None:
+def _tombstone(paths: SpoolPaths, plan_id: str, tree: Tree) -> None:
     """The current plan's folder is missing (removed by hand, or a plan published then lost): make an
     empty one to hold its successor link, after checking it is still the spool's plan."""
     now = current(paths)
     if now is None or now.plan.id != plan_id:
         raise FileNotFoundError(plan_id)  # it was replaced meanwhile: the caller says so
-    paths.plan_folder(plan_id).mkdir(exist_ok=True)
+    tree.mkdir(paths.plan_folder(plan_id), exist_ok=True)
 
 
 def remove_plan(paths: SpoolPaths, manifest: Manifest | None, plan_id: str) -> None:
@@ -403,19 +405,20 @@ def remove_plan(paths: SpoolPaths, manifest: Manifest | None, plan_id: str) -> N
     """
     folder = paths.plan_folder(plan_id)
     aside = paths.plans / f".{plan_id}.{writer_tag()}.partial"
-    try:
-        os.rename(folder, aside)
-    except FileNotFoundError:
-        aside = folder  # nothing to move (a straggler may make it again: the next sweep takes that)
-    except OSError:
-        with suppress(OSError):
-            paths.plan_copy(plan_id).unlink(missing_ok=True)  # at least make it garbage to all who look
-        aside = folder
     outputs = _own_outputs(paths, manifest)
-    _remove_products(paths.for_plan(plan_id, outputs))
-    shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
-    # ignore_errors: a straggler may still be making files in there; what it leaves, the next sweep takes
-    shutil.rmtree(aside, ignore_errors=True)
+    with Tree(paths.spool, outputs) as tree:
+        try:
+            tree.rename(folder, aside)
+        except FileNotFoundError:
+            aside = folder  # nothing to move (a straggler may make it again: the next sweep takes that)
+        except (OSError, JobRunnerError):  # JobRunnerError: a link planted in place of plans/
+            with suppress(OSError, JobRunnerError):
+                tree.unlink(paths.plan_copy(plan_id))  # at least make it garbage to all who look
+            aside = folder
+        _remove_products(paths.for_plan(plan_id, outputs))
+        # Best effort: a straggler may still be making files in there; what it leaves, the next sweep takes.
+        tree.remove_tree(paths.for_plan(plan_id, outputs).tiles)
+        tree.remove_tree(aside)
 
 
 def _own_outputs(paths: SpoolPaths, manifest: Manifest | None) -> Path:
@@ -461,46 +464,55 @@ def sweep(paths: SpoolPaths) -> None:
     is retired: its successor link is what leads readers to the current plan until a later
     ``plan`` replaces ``plan.json``.
     """
-    try:
-        entries = list(os.scandir(paths.plans))
-    except FileNotFoundError:
-        return
+    with Tree(paths.spool, paths.outputs) as tree:
+        try:
+            names = tree.names(paths.plans)
+        except FileNotFoundError:
+            return
+        _sweep_plans(paths, tree, names)
+        try:
+            tile_folders = tree.names(paths.all_tiles)
+        except FileNotFoundError:
+            return
+        for name in tile_folders:  # a retired plan's, made again (empty) by a straggler after its plan went
+            if PLAN_ID_PATTERN.fullmatch(name) and name != paths.plan_id and not tree.exists(paths.plan_folder(name)):
+                with suppress(OSError):  # only if empty: tiles of a plan this spool does not know are not ours to drop
+                    tree.rmdir(paths.all_tiles / name)
+
+
+def _sweep_plans(paths: SpoolPaths, tree: Tree, names: list[str]) -> None:
     named = _pointer_id(paths)
-    for entry in entries:
-        name = entry.name
-        if name.startswith("."):  # .<id>.<writer>.partial: ids have no dots, host names may
-            plan_id, _, writer = name[1:].removesuffix(".partial").partition(".")
-            pid = local_pid(writer) if name.endswith(".partial") else None
-            if pid is not None and not pid_alive(pid) and PLAN_ID_PATTERN.fullmatch(plan_id):
-                # A plan being written, or a retired one set aside (step 4) whose remover died: its
-                # tiles first (a plan being written has none), then the folder.
-                manifest = _manifest_or_none(Path(entry.path) / "plan.json")
-                outputs = _own_outputs(paths, manifest)
-                shutil.rmtree(paths.for_plan(plan_id, outputs).tiles, ignore_errors=True)
-                shutil.rmtree(entry.path, ignore_errors=True)
-            continue
-        if not PLAN_ID_PATTERN.fullmatch(name) or name in (named, paths.plan_id):
-            continue  # not ours to judge, or the plan plan.json names, or the current one
-        folder_paths = paths.for_plan(name)
-        manifest = _manifest_or_none(folder_paths.plan_copy())
-        if folder_paths.successor().exists() or manifest is None:
-            remove_plan(paths, manifest, name)
-            continue
-        pid = local_pid(manifest.created_by)
-        # Its writer is dead, so it can no longer be published: if it is not current now, it never will be.
-        if pid is not None and not pid_alive(pid):
-            now = current(paths)
-            if now is None or now.plan.id != name:
-                remove_plan(paths, manifest, name)
-    try:
-        tile_folders = list(os.scandir(paths.all_tiles))
-    except FileNotFoundError:
+    for name in names:
+        with suppress(JobRunnerError):  # a link planted in place of a plan's folder: not followed, left to doctor
+            _sweep_plan(paths, tree, name, named)
+
+
+def _sweep_plan(paths: SpoolPaths, tree: Tree, name: str, named: str | None) -> None:
+    if name.startswith("."):  # .<id>.<writer>.partial: ids have no dots, host names may
+        plan_id, _, writer = name[1:].removesuffix(".partial").partition(".")
+        pid = local_pid(writer) if name.endswith(".partial") else None
+        if pid is not None and not pid_alive(pid) and PLAN_ID_PATTERN.fullmatch(plan_id):
+            # A plan being written, or a retired one set aside (step 4) whose remover died: its
+            # tiles first (a plan being written has none), then the folder.
+            manifest = _manifest_or_none(paths.plans / name / "plan.json")
+            outputs = _own_outputs(paths, manifest)
+            with Tree(outputs) as own:
+                own.remove_tree(paths.for_plan(plan_id, outputs).tiles)
+            tree.remove_tree(paths.plans / name)
         return
-    for entry in tile_folders:  # a retired plan's, made again (empty) by a straggler after its plan went
-        name = entry.name
-        if PLAN_ID_PATTERN.fullmatch(name) and name != paths.plan_id and not paths.plan_folder(name).exists():
-            with suppress(OSError):  # only if empty: tiles of a plan this spool does not know are not ours to drop
-                os.rmdir(entry.path)
+    if not PLAN_ID_PATTERN.fullmatch(name) or name in (named, paths.plan_id):
+        return  # not ours to judge, or the plan plan.json names, or the current one
+    folder_paths = paths.for_plan(name)
+    manifest = _manifest_or_none(folder_paths.plan_copy())
+    if tree.exists(folder_paths.successor()) or manifest is None:
+        remove_plan(paths, manifest, name)
+        return
+    pid = local_pid(manifest.created_by)
+    # Its writer is dead, so it can no longer be published: if it is not current now, it never will be.
+    if pid is not None and not pid_alive(pid):
+        now = current(paths)
+        if now is None or now.plan.id != name:
+            remove_plan(paths, manifest, name)
 
 
 def _pointer_id(paths: SpoolPaths) -> str | None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, write_text
+from jobrunner.files import ensure_folder_in, write_atomically
+from jobrunner.folders import Tree
 from jobrunner.paths import SpoolPaths
 from jobrunner.stopping import MAX_DURATION, Deadline
 
@@ -65,7 +66,8 @@ def render_sbatch(options: ArrayOptions, paths: SpoolPaths, python: str, pythonp
     directives = [
         "--job-name=jobrunner",
         f"--array={array}",
-        f'--output="{paths.slurm_log_pattern}"',  # quoted: sbatch reads quoted values, spaces and all
+        # Slurm opens --output by path, following links: the worker opens its own log (--log below).
+        "--output=/dev/null",
         f"--time={options.time}" if options.time else None,
         f"--mem={options.mem}" if options.mem else None,
         f"--partition={options.partition}" if options.partition else None,
@@ -83,19 +85,37 @@ def render_sbatch(options: ArrayOptions, paths: SpoolPaths, python: str, pythonp
         "set -euo pipefail",
         # The Python environment that wrote this script, so that the tasks import the same jobrunner and kernels.
         *([f"export PYTHONPATH={shlex.quote(pythonpath)}"] if pythonpath else []),
-        # exec: the worker itself receives scancel's SIGTERM and leaves its tile claimable for others.
-        f"exec {shlex.join(command)}",
+        f"worker=({shlex.join(command)})",
+        "# Inside Slurm, one log per task, which the worker opens itself (a task that fails before its",
+        "# worker starts leaves none: run this script by hand to see why); by hand, the terminal.",
+        "# exec: the worker itself receives scancel's SIGTERM and leaves its tile claimable for others.",
+        'if [[ -n "${SLURM_ARRAY_JOB_ID:-}" ]]; then',
+        f'    exec "${{worker[@]}}" --log "{_in_double_quotes(str(paths.slurm_task_log))}"',
+        "fi",
+        'exec "${worker[@]}"',
         "",
     ]
     return "\n".join(lines)
 
 
+def _in_double_quotes(text: str) -> str:
+    """``text`` for inside a double-quoted shell word, with its ``${...}`` left for the shell to expand."""
+    escaped = re.sub(r'([\\"`])', r"\\\1", text)
+    return re.sub(r"\$(?!\{SLURM_ARRAY_(JOB_ID|TASK_ID)\})", r"\\$", escaped)
+
+
 def write_sbatch(options: ArrayOptions, paths: SpoolPaths) -> str:
     """Write ``<spool>/slurm/jobrunner.sbatch`` for this Python; return the command that submits it."""
     text = render_sbatch(options, paths, sys.executable, os.environ.get("PYTHONPATH"))
-    ensure_folder(paths.slurm_logs, "Slurm logs", "--spool")
-    write_text(paths.sbatch_script, text)
-    paths.sbatch_script.chmod(0o755)
+    with Tree(paths.spool) as tree:
+        ensure_folder_in(tree, paths.slurm, "Slurm")
+        ensure_folder_in(tree, paths.slurm_logs, "Slurm logs")
+
+        def write(file) -> None:
+            file.write(text.encode())
+            os.fchmod(file.fileno(), 0o755)
+
+        write_atomically(paths.sbatch_script, write, tree=tree)
     return shlex.join(["sbatch", str(paths.sbatch_script)])
 
 

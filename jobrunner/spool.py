@@ -103,12 +103,13 @@ partial files are deleted, its claim cleared and its lock released, and the work
 (130 for Ctrl-C).  The job is claimable again at once.
 
 Rules: only the holder of a job's lock writes the job's record, claim or tile.  Nothing is
-written through a symbolic link at its own name (a member of a group-shared folder could plant
-one; a link in place of a whole folder is not yet refused): partials
-are created new with ``O_EXCL | O_NOFOLLOW``, in a scratch folder that is the writer's own (mode
-0700, owned by it, opened once and used through its descriptor) or beside their target, and a
-flock-mode claim is written through the descriptor that holds the lock (see
-:func:`jobrunner.files.write_atomically`).  Records, tiles
+written or removed through a symbolic link (a member of a group-shared folder could plant one),
+at its own name or in place of any folder on the way: every folder below the spool and outputs
+is reached from them one name at a time and used through its descriptor (:mod:`jobrunner.folders`,
+:attr:`Spool.tree`); partials are created new with ``O_EXCL | O_NOFOLLOW``, in a scratch folder
+that is the writer's own (mode 0700, owned by it) or beside their target; a flock-mode claim is
+written through the descriptor that holds the lock, once that is proven to be the file in the
+plan's own locks folder (see :func:`jobrunner.files.write_atomically`, :mod:`jobrunner.locking`).  Records, tiles
 and lease claims are published by ``os.replace`` from a partial name on the same disk, so no
 reader ever sees a half-written one; a flock-mode claim is written in place into the held lock
 file (a reader of a claim tolerates a torn one); specs are written inside their plan's folder
@@ -130,7 +131,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -145,11 +145,13 @@ from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import (
     ensure_folder,
+    ensure_folder_in,
     explain_write_error,
     refuse_world_writable,
     write_atomically,
     write_text,
 )
+from jobrunner.folders import FOLDER, PlantedLink, Tree
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.identity import code_fingerprint, new_plan_id, versions
 from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, pid_alive, read_choice, resolve
@@ -188,11 +190,13 @@ class Spool:
         self.plan = manifest.plan
         self.lock_request, self.lease_request = lock, lease_seconds
         self._tiles = self.plan.tile_by_id()
+        #: Every folder this spool writes in, reached without following a link (jobrunner.folders).
+        self.tree = Tree(paths.spool, paths.outputs)
 
     @cached_property
     def locking(self) -> Choice:
         """The lock mode of this spool's workers: recorded in the spool, or chosen now and recorded."""
-        return resolve(self.paths, self.lock_request, self.lease_request)
+        return resolve(self.paths, self.lock_request, self.lease_request, self.tree)
 
     def locking_if_chosen(self) -> Choice | None:
         """The recorded lock mode, without choosing one (None until a worker has started)."""
@@ -200,7 +204,7 @@ class Spool:
 
     @cached_property
     def locks(self) -> JobLocks:
-        return locks_for(self.paths, self.locking)
+        return locks_for(self.paths, self.locking, self.tree)
 
     # -- opening and planning --------------------------------------------------------------------
     @classmethod
@@ -344,13 +348,18 @@ class Spool:
         """
         self.check_outputs()
         refuse_world_writable(self.paths.outputs, "outputs")
-        if jobs_done and not self.paths.tiles.is_dir():
+        if jobs_done and not self.tree.is_folder(self.paths.tiles):
             raise JobRunnerError(
                 f"the tiles folder {self.paths.tiles} of plan {self.plan.id} is missing, though {jobs_done} jobs "
                 "are recorded done: was it moved? Move it back before starting workers"
             )
-        ensure_folder(self.paths.all_tiles, "tiles", "--outputs")
-        ensure_folder(self.paths.tiles, "tiles", "--outputs")  # both refuse world-writable folders
+        try:
+            ensure_folder_in(self.tree, self.paths.all_tiles, "tiles")
+            ensure_folder_in(self.tree, self.paths.tiles, "tiles")  # both refuse world-writable folders
+        except OSError as error:
+            raise JobRunnerError(
+                f"cannot make the tiles folder {self.paths.tiles}: {explain_write_error(error)}"
+            ) from None
 
     # -- jobs ------------------------------------------------------------------------------------
     @property
@@ -418,7 +427,10 @@ class Spool:
         """Replace the job's record.  Only the holder of the job's lock may call this."""
         try:
             write_text(
-                self.paths.record(record.id), record.to_json(), self.paths.record_partial(record.id, writer_tag())
+                self.paths.record(record.id),
+                record.to_json(),
+                self.paths.record_partial(record.id, writer_tag()),
+                self.tree,
             )
         except OSError as error:
             self.check_current()  # a replaced plan's folder is removed under its stragglers
@@ -486,6 +498,7 @@ class Spool:
                 target,
                 lambda file: checksum.append(write_tile(file, tile)),
                 self.paths.tile_partial(job_id, writer_tag()),
+                self.tree,
             )
         except OSError as error:
             self.check_current()
@@ -501,15 +514,15 @@ class Spool:
         when nothing is left to compute, nothing can be writing them.
         """
         swept = 0
-        for folder in self._scratch_holders():
-            for partial in folder.glob(".*.partial"):
-                with suppress(OSError):  # another worker that found every job done swept it first
-                    if partial.is_dir():
-                        swept += len(os.listdir(partial))
-                        shutil.rmtree(partial)
-                    elif folder != self.paths.locks:  # there, a lease being broken is set aside (locking)
-                        partial.unlink()
-                        swept += 1
+        for folder, name in self._scratch_folders():
+            with suppress(OSError, PlantedLink):  # another worker that found every job done swept it first
+                scratch = folder / name
+                if self.tree.is_folder(scratch):
+                    swept += len(self.tree.names(scratch))
+                    self.tree.remove_tree(scratch)
+                elif folder != self.paths.locks:  # there, a lease being broken is set aside (locking)
+                    self.tree.unlink(scratch)
+                    swept += 1
         return swept
 
     def remove_empty_scratch(self) -> None:
@@ -519,15 +532,19 @@ class Spool:
         make its folder again between two calls.  Other hosts' empty folders stay until the sweep
         once every job is done.
         """
-        for folder in self._scratch_holders():
-            for scratch in folder.glob(".*.partial"):
-                pid = local_pid(SpoolPaths.scratch_writer(scratch))
-                if pid is not None and (pid == os.getpid() or not pid_alive(pid)):
-                    with suppress(OSError):  # not empty, or not a folder
-                        scratch.rmdir()
+        for folder, name in self._scratch_folders():
+            pid = local_pid(SpoolPaths.scratch_writer(folder / name))
+            if pid is not None and (pid == os.getpid() or not pid_alive(pid)):
+                with suppress(OSError):  # not empty, or not a folder
+                    self.tree.rmdir(folder / name)
 
-    def _scratch_holders(self) -> list:
-        return [folder for folder in (self.paths.tiles, self.paths.records, self.paths.locks) if folder.is_dir()]
+    def _scratch_folders(self) -> list[tuple[Path, str]]:
+        """(folder, name) of every ``.*.partial`` in the folders that hold writers' scratch folders."""
+        found = []
+        for folder in (self.paths.tiles, self.paths.records, self.paths.locks):
+            with suppress(FileNotFoundError, PlantedLink):  # not made yet, or (a link) refused where it is used
+                found += [(folder, n) for n in self.tree.names(folder) if n.startswith(".") and n.endswith(".partial")]
+        return found
 
     def remove_partials(self, job_id: str, writer: str) -> None:
         """Delete what a dead ``writer`` left half-written for this job."""
@@ -536,8 +553,17 @@ class Spool:
             self.paths.record_partial(job_id, writer),
             self.paths.claim_partial(job_id, writer),
         ):
-            with suppress(OSError):  # a read-only disk: nothing can have been half-written since
-                partial.unlink(missing_ok=True)
+            # Through its scratch folder's own descriptor, not kept: it is the dead writer's.  A
+            # read-only disk: nothing can have been half-written since.  A link planted in place of
+            # that folder: nothing is removed through it.
+            with suppress(OSError, PlantedLink):
+                scratch = os.open(partial.parent.name, FOLDER, dir_fd=self.tree.folder(partial.parent.parent))
+                try:
+                    os.unlink(partial.name, dir_fd=scratch)
+                except FileNotFoundError:
+                    pass
+                finally:
+                    os.close(scratch)
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:

@@ -23,6 +23,7 @@ import numpy as np
 from jobrunner.errors import JobRunnerError
 from jobrunner.figures import decimation, field_title, save_field_figure
 from jobrunner.files import create_new, ensure_folder, write_text
+from jobrunner.folders import Tree
 from jobrunner.identity import versions
 from jobrunner.locking import pid_alive
 from jobrunner.paths import SpoolPaths, local_pid, writer_tag
@@ -74,7 +75,7 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
     something no worker writes (a FIFO, a folder, a symbolic link) was put there by someone:
     either refuses the reduce, with one line, and requeues nothing.
     """
-    if not spool.paths.tiles.is_dir():
+    if not spool.tree.is_folder(spool.paths.tiles):
         raise JobRunnerError(
             f"the tiles folder {spool.paths.tiles} of plan {spool.plan.id} is missing, though "
             f"{len(done)} jobs are recorded done: was it moved? Move it back; nothing was requeued"
@@ -84,7 +85,8 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
     for status in done:
         path = spool.paths.tile(status.id)
         try:
-            why = check_tile(path, tiles[status.id].shape, status.record.tile if status.record else None, checked)
+            recorded = status.record.tile if status.record else None
+            why = check_tile(path, tiles[status.id].shape, recorded, checked, spool.tree)
         except NotATile as error:
             raise JobRunnerError(
                 f"{error}: someone put it there; move it away and reduce again (its job is then computed "
@@ -107,13 +109,13 @@ BLOCK_BYTES = 32 * 2**20
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def _read_rows(path: Path, start: int, stop: int, checked: dict) -> np.ndarray:
+def _read_rows(path: Path, start: int, stop: int, checked: dict, tree: Tree | None = None) -> np.ndarray:
     """Rows ``[start, stop)`` of a C-ordered 2-D ``.npy`` file, read at their offset (nothing stays mapped).
 
     Only from the very file that was checked (``checked``: its identity, see tilefile.identity):
     one renamed over it or written in place since is refused, never stitched.
     """
-    fd = open_tile(path)
+    fd = open_tile(path, tree)
     if identity(os.fstat(fd)) != checked.get(str(path)):
         os.close(fd)
         raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
@@ -178,7 +180,8 @@ def _fill(spool: Spool, done, file, offset: int, preview: np.ndarray, stride: in
             if lo >= hi:
                 continue
             for tile in band:
-                values = _read_rows(spool.paths.tile(tile.id), lo - tile.row_start, hi - tile.row_start, checked)
+                tile_path = spool.paths.tile(tile.id)
+                values = _read_rows(tile_path, lo - tile.row_start, hi - tile.row_start, checked, spool.tree)
                 rows[lo - row_start : hi - row_start, tile.col_start : tile.col_stop] = values
         first = -(-row_start // stride) * stride  # the first sampled row in this block
         preview[first // stride : -(-row_stop // stride)] = rows[first - row_start :: stride, ::stride]

@@ -23,6 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from jobrunner.folders import Tree
+
 #: What every tile is stored as: the stitched array's dtype, so no value is converted on the way.
 TILE_DTYPE = np.dtype("<f8")
 #: Bytes read at a time while checking a tile.
@@ -60,10 +62,15 @@ def identity(info: os.stat_result) -> tuple[int, ...]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def open_tile(path: Path) -> int:
-    """A descriptor of the tile file at ``path``: never through a link, never waiting on a FIFO."""
+def open_tile(path: Path, tree: Tree | None = None) -> int:
+    """A descriptor of the tile file at ``path``: never through a link, never waiting on a FIFO.
+
+    ``tree``: the spool's folders, so that a link in place of the tiles folder is refused too
+    (see :mod:`jobrunner.folders`).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags) if tree is None else tree.open(path, flags)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise NotATile(f"{path} is a symbolic link, which no worker writes") from None
@@ -76,7 +83,9 @@ def open_tile(path: Path) -> int:
     return fd
 
 
-def check_tile(path: Path, shape: tuple[int, int], checksum: str | None, seen: dict | None = None) -> str | None:
+def check_tile(
+    path: Path, shape: tuple[int, int], checksum: str | None, seen: dict | None = None, tree: Tree | None = None
+) -> str | None:
     """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
 
     Raises :class:`NotATile` for a path that is not a regular file, and OSError for a file that
@@ -84,7 +93,7 @@ def check_tile(path: Path, shape: tuple[int, int], checksum: str | None, seen: d
     of a good tile's file, so that whoever reads it later can tell it is still that file.
     """
     try:
-        fd = open_tile(path)
+        fd = open_tile(path, tree)
     except FileNotFoundError:
         return "missing"
     info = os.fstat(fd)

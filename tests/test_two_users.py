@@ -187,3 +187,109 @@ def test_links_planted_at_reduces_partial_names_are_not_followed(shared):
     shared.attacker_python(PLANT_PARTIALS, str(shared.secret), str(shared.outputs))
     shared.victim("reduce")
     assert shared.secret_untouched()
+
+
+# -- a whole folder of the spool or outputs swapped for a link ---------------------------------------
+
+
+def _private(shared: Shared) -> dict[str, bytes]:
+    """Everything in the victim's private folder, name and bytes (a folder's names, for a folder)."""
+    found = {}
+    for path in sorted(shared.secret.parent.rglob("*")):
+        found[str(path.relative_to(shared.secret.parent))] = path.read_bytes() if path.is_file() else b"<folder>"
+    return found
+
+
+def _bait(shared: Shared, name: str, folder: bool = False) -> None:
+    """A file (or a folder with a file) of the victim's, in their private folder, named as a worker
+    or a replace would name what it writes or removes: the victim's own processes could change it."""
+    path = shared.secret.parent / name
+    if folder:
+        path.mkdir()
+        shutil.chown(path, VICTIM, GROUP)
+        path = path / "kept.txt"
+    path.write_bytes(SECRET)
+    shutil.chown(path, VICTIM, GROUP)
+
+
+def _folder_to_swap(shared: Shared, which: str) -> Path:
+    plan = shared.plan_folder()
+    return {
+        "records": plan / "records",
+        "locks": plan / "locks",
+        "plan tiles": shared.outputs / "tiles" / plan.name,
+        "tiles": shared.outputs / "tiles",
+    }[which]
+
+
+def _swap_for_link(shared: Shared, folder: Path) -> None:
+    """What a group member can do to any folder in a g+w folder: move it aside, and link its name
+    to a folder of the victim's (the victim's own worker could write there; the attacker cannot)."""
+    shared.attacker("mv", str(folder), f"{folder}.old")
+    shared.attacker("ln", "-s", str(shared.secret.parent), str(folder))
+
+
+@pytest.mark.parametrize("which", ["records", "locks", "plan tiles", "tiles"])
+def test_a_folder_swapped_for_a_link_before_the_worker_starts_is_refused_and_leads_nowhere(shared, which):
+    shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
+    shared.victim("work")  # the tiles folder exists: its swap is then a link to the victim's
+    plan = shared.plan_folder()
+    (plan / "records" / "tile-r000-c001.json").unlink()  # one job to do again
+    (shared.outputs / "tiles" / plan.name / "tile-r000-c001.npy").unlink()
+    for name in ("tile-r000-c001.npy", "tile-r000-c001.lock", "tile-r000-c001.json"):  # what the worker would write
+        _bait(shared, name)
+    before = _private(shared)
+    folder = _folder_to_swap(shared, which)
+    _swap_for_link(shared, folder)
+    result = shared.victim("work", check=False)
+    assert _private(shared) == before
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "symbolic link" in result.stderr and folder.name in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("which", "lock"), [("records", "flock"), ("locks", "flock"), ("locks", "lease")])
+def test_a_folder_swapped_for_a_link_under_a_running_worker_leads_nowhere(shared, which, lock):
+    shared.victim("plan", "--step", "0.1", "--tiles", "1x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
+    for name in ("tile-r000-c001.lock", "tile-r000-c001.lease", "tile-r000-c001.claim", "tile-r000-c001.json"):
+        _bait(shared, name)  # what the worker would write next
+    before = _private(shared)
+    worker = subprocess.Popen(
+        shared.as_victim("work", "--lock", lock),
+        cwd=shared.project,
+        env=shared.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    locks = shared.plan_folder() / "locks"
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    while not [p for p in locks.glob("*.lock") if p.stat().st_size] + list(locks.glob("*.claim")):  # claimed
+        assert time.monotonic() < deadline and worker.poll() is None, "the victim's worker never claimed a job"
+        time.sleep(0.02)
+    _swap_for_link(shared, _folder_to_swap(shared, which))  # while its first tile is computed
+    _, stderr = worker.communicate(timeout=PROCESS_TIMEOUT)
+    assert _private(shared) == before
+    assert "Traceback" not in stderr.decode(), stderr.decode()
+
+
+def test_a_replace_through_a_linked_tiles_folder_deletes_nothing_of_the_victims(shared):
+    shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
+    shared.victim("work")
+    old = shared.plan_folder().name
+    _bait(shared, old, folder=True)  # named as the plan whose tiles a replace removes
+    before = _private(shared)
+    _swap_for_link(shared, shared.outputs / "tiles")
+    shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy", "--replace", check=False)
+    assert _private(shared) == before
+
+
+def test_a_task_log_folder_swapped_for_a_link_is_refused_before_anything_is_written(shared):
+    shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
+    shared.victim("slurm", "--array", "1")  # makes slurm/logs; Slurm itself is told to write nowhere
+    _bait(shared, "task-7_0.log")
+    before = _private(shared)
+    logs = shared.spool / "slurm" / "logs"
+    _swap_for_link(shared, logs)
+    result = shared.victim("work", "--log", str(logs / "task-7_0.log"), check=False)
+    assert _private(shared) == before
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "symbolic link" in result.stderr and str(logs) in result.stderr, result.stderr
