@@ -16,6 +16,7 @@ from filelock import SoftFileLease
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import world_writable_problem
+from jobrunner.folders import Tree
 from jobrunner.locking import FLOCK, Choice, Mount, choose_mode, find_mount, probe_flock, read_choice
 from jobrunner.paths import SpoolPaths, writer_tag
 from jobrunner.publish import current
@@ -40,7 +41,10 @@ def diagnose(paths: SpoolPaths) -> Diagnosis:
         paths = paths.for_plan(manifest.plan.id, manifest.outputs_folder(paths.spool))
     folder = paths.locks if paths.plan_id and paths.locks.is_dir() else _nearest_existing(paths.spool)
     mount = find_mount(folder)
-    flock_error = probe_flock(folder)
+    tree = Tree(paths.spool if folder.is_relative_to(paths.spool) else folder)
+    tree.folder(folder)  # a link planted in place of a folder on the way is refused, naming it: never probed
+    flock_error = probe_flock(folder, tree)
+    tree.close()
     lease_error = _probe_lease(folder)
     auto = choose_mode(mount, flock_error)
     diagnosis = Diagnosis(folder, mount, flock_error, lease_error, auto, read_choice(paths))

@@ -117,8 +117,7 @@ def open_own_folder(folder: Path, tree: Tree) -> int:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise JobRunnerError(
                     f"{folder}, this worker's own folder for partial files, is a symbolic link or a file: "
-                    "someone who can write the spool or outputs folder put it there; remove it, "
-                    "and see `jobrunner doctor` about who may write there"
+                    "someone who can write the spool or outputs folder put it there; remove it"
                 ) from None
             raise
         info = os.fstat(fd)

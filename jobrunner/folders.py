@@ -87,7 +87,9 @@ class Tree:
             fd = self._open.get(path)
             if fd is None:
                 root = self.root_of(path)
-                if path == root:  # by path: a link there is the user's own choice
+                # A root by path (a link there is the user's own choice), unless it lies inside
+                # another root: an outputs folder inside its spool is reached from the spool.
+                if path == root and not any(path != other and path.is_relative_to(other) for other in self.roots):
                     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 else:
                     fd = open_folder(path.name, self.folder(path.parent, create=create), create=create, shown=path)
@@ -199,8 +201,7 @@ def planted(where: Path) -> PlantedLink:
     return PlantedLink(
         f"{where} is a symbolic link or a file, where jobrunner keeps a folder: someone who can write "
         f"{where.parent} put it there, perhaps to make jobrunner write elsewhere; nothing was written "
-        f"through it; see `ls -la '{where.parent}'`, remove it, and see `jobrunner doctor` about who "
-        "may write there"
+        f"through it; see `ls -la '{where.parent}'`, and remove it"
     )
 
 

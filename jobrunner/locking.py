@@ -149,15 +149,14 @@ class JobLocks:
         if self._locks_folder is None:
             info = os.fstat(fd)
             self._locks_folder = (info.st_dev, info.st_ino)
-        try:
-            there = os.stat(self.paths.locks)
-        except FileNotFoundError:
-            return  # retired with its plan: the caller says so (Spool.claim looks whether it was replaced)
+        # FileNotFoundError if it is gone: retired with its plan (Spool.claim then says so), or a
+        # link in place of a folder above it names a folder without one, where filelock would make it.
+        there = os.stat(self.paths.locks)
         if (there.st_dev, there.st_ino) != self._locks_folder:
             raise PlantedLink(
                 f"{self.paths.locks} no longer leads to the locks folder this worker opened: a symbolic link was put "
                 f"in place of it or of a folder above it, by someone who can write the spool {self.paths.spool}; "
-                "nothing was written through it; see `ls -la` of those folders, and `jobrunner doctor`"
+                "nothing was written through it; see `ls -la` of those folders"
             )
 
     def owner_is_provably_live(self, claim: Attempt) -> bool:
@@ -168,6 +167,11 @@ class JobLocks:
     def _cannot_lock(self, path: Path, error: OSError) -> JobRunnerError:
         if error.errno == errno.ELOOP or path.is_symlink():
             return JobRunnerError(_planted(path) + " (the disk's locks are fine)")
+        if error.errno == errno.ENOENT:
+            return JobRunnerError(
+                f"the locks folder {self.paths.locks} is gone (its plan replaced, or the folder moved or deleted): "
+                f"`jobrunner status --spool '{self.paths.spool}'` shows the spool's plan"
+            )
         return JobRunnerError(
             f"cannot lock {path} ({error.strerror or error}): this disk does not do {self.mode} locks; "
             "run `jobrunner doctor` to see what it can do"
@@ -200,15 +204,12 @@ class FlockLocks(JobLocks):
         # filelock let go of the lock again, so nothing is ever written through a planted link.
         path = self.paths.lock(job_id)
         held = os.fstat(fd)
-        try:
-            here = self.tree.stat(path)
-        except FileNotFoundError:
-            here = None
-        if here is None or (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
+        here = self.tree.stat(path)  # FileNotFoundError: its folder went with a retired plan
+        if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
             raise PlantedLink(
                 f"{path} led somewhere else than the plan's locks folder when it was opened: a symbolic link stands "
                 f"in place of a folder on the way, put there by someone who can write the spool {self.paths.spool}; "
-                f"nothing was written through it; see `ls -la` of its folders, and `jobrunner doctor`"
+                "nothing was written through it; see `ls -la` of its folders"
             )
         self._held[job_id] = fd
 
@@ -217,8 +218,8 @@ class FlockLocks(JobLocks):
         super().release(job_id)
 
     def acquire(self, job_id: str) -> Hold | None:
-        self._check_locks_folder()
         try:
+            self._check_locks_folder()
             self._lock(job_id).acquire()
         except Timeout:
             return None  # someone else has it: the normal case, not an error
@@ -235,6 +236,7 @@ class FlockLocks(JobLocks):
 
     def wait_until_free(self, job_id: str, timeout: float) -> None:
         try:
+            self._check_locks_folder()
             with self._lock(job_id).acquire(timeout=timeout, blocking=True):
                 pass
         except Timeout:
@@ -280,7 +282,10 @@ class LeaseLocks(JobLocks):
 
     def acquire(self, job_id: str) -> Hold | None:
         lease = self._lock(job_id)
-        self._check_locks_folder()
+        try:
+            self._check_locks_folder()
+        except OSError as error:
+            raise self._cannot_lock(self.paths.lease(job_id), error) from None
         for _ in range(2):  # a second try after breaking an expired marker
             try:
                 lease.acquire()
@@ -312,7 +317,8 @@ class LeaseLocks(JobLocks):
             raise PlantedLink(
                 f"{path} led somewhere else than the plan's locks folder when its lease was taken: a symbolic link "
                 f"stands in place of a folder on the way, put there by someone who can write the spool "
-                f"{self.paths.spool}; nothing was written through it; see `ls -la` of its folders"
+                f"{self.paths.spool}; the marker made there was removed again, and nothing else written; see "
+                "`ls -la` of its folders"
             )
 
     # filelock takes over an expired or dead owner's marker by exchanging two names in one step

@@ -64,9 +64,8 @@ lease is trusted for this.  A straggler can still:
 
 * compute a tile and publish it, or a record, into its own plan's folders while they exist (they
   are removed at step 4, after which its writes fail and it stops with one line);
-* make its own plan's empty lock folder or tile folder again (filelock makes a lock file's
-  parent folders; a worker starting just as its plan goes makes its tile folder), which the next
-  ``plan``'s clean-up removes;
+* make its own plan's empty tile folder again (a worker starting just as its plan goes makes
+  it), which the next ``plan``'s clean-up removes;
 * finish a ``reduce`` begun before the replace: it looks whether its plan is still the spool's
   just before renaming its products into place, so only a reduce frozen between that look and
   its rename can still put the old plan's ``stitched.npy`` there, and ``stitched.json`` names
@@ -464,15 +463,17 @@ def sweep(paths: SpoolPaths) -> None:
     is retired: its successor link is what leads readers to the current plan until a later
     ``plan`` replaces ``plan.json``.
     """
+    # Best effort, after the plan is published: a folder it cannot list (a link in its place, an
+    # I/O error) is left for the next sweep, never turned into a failed `plan`.
     with Tree(paths.spool, paths.outputs) as tree:
         try:
             names = tree.names(paths.plans)
-        except FileNotFoundError:
+        except (OSError, JobRunnerError):
             return
         _sweep_plans(paths, tree, names)
         try:
             tile_folders = tree.names(paths.all_tiles)
-        except FileNotFoundError:
+        except (OSError, JobRunnerError):
             return
         for name in tile_folders:  # a retired plan's, made again (empty) by a straggler after its plan went
             if PLAN_ID_PATTERN.fullmatch(name) and name != paths.plan_id and not tree.exists(paths.plan_folder(name)):
@@ -483,7 +484,7 @@ def sweep(paths: SpoolPaths) -> None:
 def _sweep_plans(paths: SpoolPaths, tree: Tree, names: list[str]) -> None:
     named = _pointer_id(paths)
     for name in names:
-        with suppress(JobRunnerError):  # a link planted in place of a plan's folder: not followed, left to doctor
+        with suppress(OSError, JobRunnerError):  # e.g. a link planted in place of a plan's folder: never followed
             _sweep_plan(paths, tree, name, named)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder_in, write_atomically
+from jobrunner.files import ensure_folder_in, explain_write_error, write_atomically
 from jobrunner.folders import Tree
 from jobrunner.paths import SpoolPaths
 from jobrunner.stopping import MAX_DURATION, Deadline
@@ -89,7 +89,7 @@ def render_sbatch(options: ArrayOptions, paths: SpoolPaths, python: str, pythonp
         "# Inside Slurm, one log per task, which the worker opens itself (a task that fails before its",
         "# worker starts leaves none: run this script by hand to see why); by hand, the terminal.",
         "# exec: the worker itself receives scancel's SIGTERM and leaves its tile claimable for others.",
-        'if [[ -n "${SLURM_ARRAY_JOB_ID:-}" ]]; then',
+        'if [[ -n "${SLURM_ARRAY_JOB_ID:-}" && -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then',
         f'    exec "${{worker[@]}}" --log "{_in_double_quotes(str(paths.slurm_task_log))}"',
         "fi",
         'exec "${worker[@]}"',
@@ -108,8 +108,11 @@ def write_sbatch(options: ArrayOptions, paths: SpoolPaths) -> str:
     """Write ``<spool>/slurm/jobrunner.sbatch`` for this Python; return the command that submits it."""
     text = render_sbatch(options, paths, sys.executable, os.environ.get("PYTHONPATH"))
     with Tree(paths.spool) as tree:
-        ensure_folder_in(tree, paths.slurm, "Slurm")
-        ensure_folder_in(tree, paths.slurm_logs, "Slurm logs")
+        try:
+            ensure_folder_in(tree, paths.slurm, "Slurm")
+            ensure_folder_in(tree, paths.slurm_logs, "Slurm logs")
+        except OSError as error:
+            raise JobRunnerError(f"cannot make {paths.slurm_logs}: {explain_write_error(error)}") from None
 
         def write(file) -> None:
             file.write(text.encode())

@@ -131,6 +131,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -517,11 +518,11 @@ class Spool:
         for folder, name in self._scratch_folders():
             with suppress(OSError, PlantedLink):  # another worker that found every job done swept it first
                 scratch = folder / name
-                if self.tree.is_folder(scratch):
+                if stat.S_ISDIR(self.tree.stat(scratch).st_mode):
                     swept += len(self.tree.names(scratch))
                     self.tree.remove_tree(scratch)
                 elif folder != self.paths.locks:  # there, a lease being broken is set aside (locking)
-                    self.tree.unlink(scratch)
+                    self.tree.unlink(scratch)  # a partial file, or a link planted at one's name
                     swept += 1
         return swept
 
@@ -542,7 +543,9 @@ class Spool:
         """(folder, name) of every ``.*.partial`` in the folders that hold writers' scratch folders."""
         found = []
         for folder in (self.paths.tiles, self.paths.records, self.paths.locks):
-            with suppress(FileNotFoundError, PlantedLink):  # not made yet, or (a link) refused where it is used
+            # Not made yet, gone (ESTALE on NFS after a replace), or a link, refused where it is used:
+            # clean-up is best effort, and must never hide the error a run ends with.
+            with suppress(OSError, PlantedLink):
                 found += [(folder, n) for n in self.tree.names(folder) if n.startswith(".") and n.endswith(".partial")]
         return found
 

@@ -96,3 +96,12 @@ def test_the_slurm_scripts_log_path_keeps_only_the_array_variables_for_the_shell
     env = {"SLURM_ARRAY_JOB_ID": "41", "SLURM_ARRAY_TASK_ID": "3", "HOME": "/nowhere", "PATH": os.environ["PATH"]}
     echoed = subprocess.run(["bash", "-c", f'printf %s "{word}"'], env=env, capture_output=True, text=True)
     assert echoed.stdout == f"{folder}/task-41_3.log"
+
+
+def test_an_outputs_folder_inside_its_spool_is_reached_from_the_spool(tmp_path, outside):
+    spool = tmp_path / "jobs"
+    spool.mkdir()
+    (spool / "outputs").symlink_to(outside)  # planted: the spool is the group's, the outputs root inside it too
+    with Tree(spool, spool / "outputs") as tree, pytest.raises(PlantedLink, match="jobs/outputs is a symbolic link"):
+        tree.folder(spool / "outputs" / "tiles", create=True)
+    assert _untouched(outside)

@@ -215,6 +215,7 @@ def _bait(shared: Shared, name: str, folder: bool = False) -> None:
 def _folder_to_swap(shared: Shared, which: str) -> Path:
     plan = shared.plan_folder()
     return {
+        "plan": plan,
         "records": plan / "records",
         "locks": plan / "locks",
         "plan tiles": shared.outputs / "tiles" / plan.name,
@@ -247,7 +248,10 @@ def test_a_folder_swapped_for_a_link_before_the_worker_starts_is_refused_and_lea
     assert "symbolic link" in result.stderr and folder.name in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize(("which", "lock"), [("records", "flock"), ("locks", "flock"), ("locks", "lease")])
+@pytest.mark.parametrize(
+    ("which", "lock"),
+    [("records", "flock"), ("locks", "flock"), ("locks", "lease"), ("plan", "flock"), ("plan", "lease")],
+)
 def test_a_folder_swapped_for_a_link_under_a_running_worker_leads_nowhere(shared, which, lock):
     shared.victim("plan", "--step", "0.1", "--tiles", "1x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
     for name in ("tile-r000-c001.lock", "tile-r000-c001.lease", "tile-r000-c001.claim", "tile-r000-c001.json"):
