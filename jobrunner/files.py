@@ -36,25 +36,27 @@ def write_atomically(
     descriptors, and renamed from there; whatever was at the partial name is unlinked first
     (unlinking a link removes the link, never its target).
     """
-    with _tree_for(target, tree) as tree:
-        destination = tree.parent(target)
-        if partial is None:
-            folder, name, own = destination, SpoolPaths.partial(target, writer_tag()).name, False
-        else:
-            folder, name, own = open_own_folder(partial.parent, tree), partial.name, True
+    if tree is None:
+        with Tree(target.parent) as own_tree:
+            return write_atomically(target, write, partial, own_tree)
+    destination = tree.parent(target)
+    if partial is None:
+        folder, name, own = destination, SpoolPaths.partial(target, writer_tag()).name, False
+    else:
+        folder, name, own = open_own_folder(partial.parent, tree), partial.name, True
+    try:
+        fd = _create(name, folder)
         try:
-            fd = _create(name, folder)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    write(file)
-                os.replace(name, target.name, src_dir_fd=folder, dst_dir_fd=destination)
-            except BaseException:
-                with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
-                    os.unlink(name, dir_fd=folder)
-                raise
-        finally:
-            if own:
-                os.close(folder)
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+            os.replace(name, target.name, src_dir_fd=folder, dst_dir_fd=destination)
+        except BaseException:
+            with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
+                os.unlink(name, dir_fd=folder)
+            raise
+    finally:
+        if own:
+            os.close(folder)
 
 
 @contextmanager

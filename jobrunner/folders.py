@@ -55,7 +55,7 @@ class Tree:
     def __init__(self, *roots: Path) -> None:
         # The deepest root first: an outputs folder inside its spool is reached from itself.
         self.roots = sorted({Path(root).absolute() for root in roots}, key=lambda root: -len(root.parts))
-        self._open: dict[Path, int] = {}
+        self._open: dict[str, int] = {}  # by the folder's path as a string: cheaper to look up than a Path
         self._guard = threading.RLock()
         self._finalizer = weakref.finalize(self, _close_all, self._open)
 
@@ -80,11 +80,12 @@ class Tree:
         Raises :class:`PlantedLink` if a link or a file stands in place of a folder on the way,
         FileNotFoundError if one is missing (and not ``create``).  Do not close it: it is kept.
         """
-        fd = self._open.get(path)
+        key = os.fspath(path)
+        fd = self._open.get(key)
         if fd is not None:
             return fd
         with self._guard:  # reentrant: a folder's walk opens its parent first
-            fd = self._open.get(path)
+            fd = self._open.get(key)
             if fd is None:
                 root = self.root_of(path)
                 # A root by path (a link there is the user's own choice), unless it lies inside
@@ -93,18 +94,20 @@ class Tree:
                     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 else:
                     fd = open_folder(path.name, self.folder(path.parent, create=create), create=create, shown=path)
-                self._open[path] = fd
+                self._open[key] = fd
             return fd
 
     def forget(self, path: Path) -> None:
         """Drop the kept descriptors of ``path`` and of every folder below it (after removing it)."""
+        key = os.fspath(path)
         with self._guard:
-            for kept in [p for p in self._open if p == path or p.is_relative_to(path)]:
+            for kept in [k for k in self._open if k == key or k.startswith(key + os.sep)]:
                 os.close(self._open.pop(kept))
 
     def parent(self, path: Path, *, create: bool = False) -> int:
         """The descriptor of the folder ``path`` is in: ``os.*(path.name, dir_fd=...)`` then acts inside it."""
-        return self.folder(path.parent, create=create)
+        fd = self._open.get(os.path.dirname(os.fspath(path)))  # the usual case, without making a Path
+        return fd if fd is not None else self.folder(path.parent, create=create)
 
     # -- what is done to names inside the tree, never through a link on the way ------------------
     def unlink(self, path: Path) -> bool:
@@ -232,7 +235,7 @@ def _entries(fd: int) -> Iterator[os.DirEntry]:
         yield from list(entries)
 
 
-def _close_all(descriptors: dict[Path, int]) -> None:
+def _close_all(descriptors: dict[str, int]) -> None:
     for fd in descriptors.values():
         with suppress(OSError):
             os.close(fd)
