@@ -41,22 +41,31 @@ def write_atomically(
             return write_atomically(target, write, partial, own_tree)
     destination = tree.parent(target)
     if partial is None:
-        folder, name, own = destination, SpoolPaths.partial(target, writer_tag()).name, False
-    else:
-        folder, name, own = open_own_folder(partial.parent, tree), partial.name, True
-    try:
+        folder, name = destination, SpoolPaths.partial(target, writer_tag()).name
         fd = _create(name, folder)
+    else:
+        folder, name = _own_folder(partial.parent, tree), partial.name
         try:
-            with os.fdopen(fd, "wb") as file:
-                write(file)
-            os.replace(name, target.name, src_dir_fd=folder, dst_dir_fd=destination)
-        except BaseException:
-            with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
-                os.unlink(name, dir_fd=folder)
-            raise
-    finally:
-        if own:
-            os.close(folder)
+            fd = _create(name, folder)
+        except FileNotFoundError:  # removed since it was kept (the run's end, the final sweep): make it again
+            tree.forget(partial.parent)
+            folder = _own_folder(partial.parent, tree)
+            fd = _create(name, folder)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+        os.replace(name, target.name, src_dir_fd=folder, dst_dir_fd=destination)
+    except BaseException:
+        with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more
+            os.unlink(name, dir_fd=folder)
+        raise
+
+
+def _own_folder(folder: Path, tree: Tree) -> int:
+    """A writer's scratch folder, checked once (see :func:`open_own_folder`) and then kept by the tree:
+    a job's tile and record are each written there, and opening and checking it each time cost
+    three system calls."""
+    return tree.keep(folder, lambda: open_own_folder(folder, tree))
 
 
 @contextmanager
@@ -101,7 +110,7 @@ def open_own_folder(folder: Path, tree: Tree) -> int:
     """A descriptor of ``folder``, a writer's own scratch folder: made (mode 0700) when missing, and
     refused if it is a symbolic link or another user's (planted by a member of a shared folder's group).
 
-    Its own descriptor, for the caller to close: a scratch folder is removed at the end of a run.
+    Its own descriptor, for the caller to close.
     """
     parent = tree.parent(folder)  # FileNotFoundError if it went (a retired plan's)
     made = False
@@ -122,17 +131,17 @@ def open_own_folder(folder: Path, tree: Tree) -> int:
                     "someone who can write the spool or outputs folder put it there; remove it"
                 ) from None
             raise
-        info = os.fstat(fd)
+        info, me = os.fstat(fd), os.geteuid()
         # Just made by this call: ours, whatever owner the filesystem reports (NFS with broken id
         # mapping, sshfs and CIFS may show every file as someone else's).
-        if info.st_uid != os.geteuid() and not made:
+        if info.st_uid != me and not made:
             os.close(fd)
             raise JobRunnerError(
                 f"{folder}, this worker's own folder for partial files, belongs to another user "
                 f"(uid {info.st_uid}): someone who can write the spool or outputs folder made it, or this "
                 "filesystem does not report owners as they are; remove it"
             )
-        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        if info.st_mode & 0o077 and info.st_uid == me:
             os.fchmod(fd, 0o700)  # ours, but made open (by an older jobrunner): only we write in it
         return fd
     raise FileNotFoundError(errno.ENOENT, "cannot make the folder", str(folder))

@@ -27,7 +27,7 @@ import os
 import stat
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -96,6 +96,18 @@ class Tree:
                     fd = open_folder(path.name, self.folder(path.parent, create=create), create=create, shown=path)
                 self._open[key] = fd
             return fd
+
+    def keep(self, path: Path, opener: Callable[[], int]) -> int:
+        """The kept descriptor of the folder ``path``, or the one ``opener()`` gives, kept from now on
+        (a writer's scratch folder, opened with its own checks)."""
+        key = os.fspath(path)
+        fd = self._open.get(key)
+        if fd is None:
+            with self._guard:
+                fd = self._open.get(key)
+                if fd is None:
+                    fd = self._open[key] = opener()
+        return fd
 
     def forget(self, path: Path) -> None:
         """Drop the kept descriptors of ``path`` and of every folder below it (after removing it)."""

@@ -164,6 +164,11 @@ class JobLocks:
         whose holder may be dead on a machine where nothing will release it soon."""
         return True
 
+    def holder_is_provably_live(self, job_id: str) -> bool:
+        """Whether whoever holds the job's lock now, naming no attempt yet, is alive: a held flock's
+        holder is (the kernel drops a dead process's), so waiting on it is enough."""
+        return True
+
     def _cannot_lock(self, path: Path, error: OSError) -> JobRunnerError:
         if error.errno == errno.ELOOP or path.is_symlink():
             return JobRunnerError(_planted(path) + " (the disk's locks are fine)")
@@ -389,6 +394,13 @@ class LeaseLocks(JobLocks):
         # A holder on another machine is known alive only by its heartbeat; wait for its tile or
         # for its lease to run out rather than end and leave the job to a node that may be gone.
         return claim.host == socket.gethostname() and pid_alive(claim.pid)
+
+    def holder_is_provably_live(self, job_id: str) -> bool:
+        # A marker that names no live process of this host may be a dead worker's: one killed
+        # between filelock making the marker and writing its owner into it leaves an empty one,
+        # which only its lease running out frees.  Leaving it would strand the job.
+        owner = _marker_owner(self.paths.lease(job_id))
+        return owner is not None and owner[0] == socket.gethostname() and pid_alive(owner[1])
 
 
 def _read_claim(path: Path) -> Attempt | None:

@@ -365,7 +365,8 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
     a moment, or a worker between its claim and its record.  Leaving such a job would strand it,
     so wait (on the lock itself, not a timer) until it is free and try again.  A job whose holder
     is provably alive is left to it.  In lease mode a holder on another machine is not (its node
-    may be gone): wait for its tile, or for its lease to run out and take the job over.
+    may be gone), nor a marker that names no live process here (a worker killed while making it):
+    wait for its tile, or for its lease to run out and take the job over.
     """
     briefly_held, maybe_dead = [], []
     for job_id in busy:
@@ -376,10 +377,10 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
         if record is not None and record.state in (DONE, FAILED):
             continue
         claim = spool.read_claim(job_id)
-        if claim is None:
+        if claim is None and spool.locks.holder_is_provably_live(job_id):
             briefly_held.append(job_id)
-        elif not spool.locks.owner_is_provably_live(claim):
-            maybe_dead.append(job_id)
+        elif claim is None or not spool.locks.owner_is_provably_live(claim):
+            maybe_dead.append(job_id)  # wait for it to finish, or for its lease to run out and take it over
     if maybe_dead:
         time.sleep(min(spool.locking.lease_seconds / 3, 5.0))
         return True

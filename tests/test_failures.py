@@ -247,6 +247,21 @@ def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(pro
         holder.wait()
 
 
+def test_an_empty_lease_marker_of_a_worker_killed_while_making_it_is_waited_out_not_left(project):
+    """Killed between filelock creating its marker and writing its owner in it: an empty marker,
+    no claim, no owner to prove dead.  The job must be taken over when the lease runs out, not
+    left pending by a worker that gives up on a "brief" holder (found by the chaos test)."""
+    project.env["JOBRUNNER_LOCK"] = "lease"
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
+    project.run("work", "--lease", "14", "--retries", "0", check=False)  # records the lease mode, then
+    (project.plan_folder / "records" / "tile-r000-c001.json").unlink()  # one job to do again...
+    (project.plan_folder / "locks" / "tile-r000-c001.lease").write_bytes(b"")  # ...under an empty marker
+    started = time.monotonic()
+    result = project.run("work")
+    assert "spool 2/2 done" in result.stdout, result.stdout + result.stderr
+    assert time.monotonic() - started >= 14  # waited the lease out: nothing proves its holder dead sooner
+
+
 def test_a_stopped_worker_is_shown_stopped_with_advice_that_reaches_it(project):
     """A hand-started worker suspended with Ctrl-Z holds its job; --job-timeout cannot reach it."""
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=3")
