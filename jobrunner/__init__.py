@@ -11,10 +11,10 @@ Everything the command line does is a function here::
 """
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.grid import Grid, Tile, parse_tiling, tile_grid
+from jobrunner.grid import Axis, Grid, Tile, grid_from_options, parse_tiling, tile_grid
 from jobrunner.plan import Plan
 from jobrunner.publish import PlanReplaced
-from jobrunner.serial import SerialResult, compute_serial, run_serial
+from jobrunner.serial import SerialResult, compute_serial, compute_whole, run_serial
 from jobrunner.spool import Spool
 from jobrunner.status import SpoolStatus, spool_status
 from jobrunner.stitch import ReduceResult, reduce
@@ -23,6 +23,7 @@ from jobrunner.timeline import RunTimeline, timeline
 from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, work
 
 __all__ = [
+    "Axis",
     "Grid",
     "JobRunnerError",
     "Outcome",
@@ -38,6 +39,8 @@ __all__ = [
     "WorkSummary",
     "attempt_job",
     "compute_serial",
+    "compute_whole",
+    "grid_from_options",
     "parse_tiling",
     "reduce",
     "run_serial",

@@ -29,7 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.grid import Grid, parse_tiling
+from jobrunner.grid import Grid, grid_from_options, parse_tiling
+from jobrunner.kernels import local_kernel_folder
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.worker import WorkSummary
@@ -77,10 +78,55 @@ SerialOutputsOption = Annotated[
     Path,
     typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", help="Folder for arrays and figures."),
 ]
-StepOption = Annotated[float, typer.Option("--step", help="Grid spacing, in the units of x and y.")]
+StepOption = Annotated[
+    Optional[float],
+    typer.Option("--step", help="The lab's grid: spacing of x and y (default 0.001).", show_default=False),
+]
 ExtentOption = Annotated[
-    tuple[float, float, float, float],
-    typer.Option("--extent", metavar="XMIN XMAX YMIN YMAX", help="The grid covers [XMIN, XMAX) x [YMIN, YMAX)."),
+    Optional[tuple[float, float, float, float]],
+    typer.Option(
+        "--extent",
+        metavar="XMIN XMAX YMIN YMAX",
+        help="The lab's grid (default -2 2 -2 2): x is np.arange(XMIN, XMAX, STEP) and y np.arange(YMIN, YMAX, STEP). "
+        "The end is left out, but rounding can let the last point land on it: --extent 1 1.3 0 1 --step 0.1 "
+        "gives x = 1.0, 1.1, 1.2, 1.3000000000000003.",
+        show_default=False,
+    ),
+]
+AxisOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--axis",
+        metavar="NAME=SPEC",
+        help="One axis of the grid, repeatable, in the order of the result's dimensions: NAME=START:STOP:STEP "
+        "(np.arange: STOP left out), NAME=START:STOP/N (N points, both ends), or NAME=V1,V2,... (those values). "
+        "Instead of --step and --extent. The kernel receives each axis by its NAME.",
+        show_default=False,
+    ),
+]
+UnitOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--unit", metavar="NAME=UNIT", help="The unit of an axis's values (depth=m). Repeatable."),
+]
+KernelOption = Annotated[
+    str,
+    typer.Option(
+        "--kernel",
+        help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), sphere (a buried "
+        "sphere's gravity), or package.module:function (a module in the folder where you run `plan` is found).",
+    ),
+]
+ParamOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--param", metavar="NAME=VALUE", help="A kernel parameter; VALUE is a JSON literal. Repeatable."),
+]
+PointwiseOption = Annotated[
+    bool,
+    typer.Option(
+        "--pointwise",
+        help="The kernel takes one number per axis and returns one number (as the lab's loop does), "
+        "and is called once per cell; without it, once per tile with arrays.",
+    ),
 ]
 SigmaOption = Annotated[float, typer.Option("--sigma", help="Width of the Gaussian.")]
 RetriesOption = Annotated[
@@ -123,6 +169,16 @@ LeaseOption = Annotated[
 ]
 
 
+def _kernel_params(param: list[str] | None, sigma: float | None) -> dict:
+    """--param NAME=VALUE options, and --sigma (the Gaussian's, given once)."""
+    params = _parse_params(param or [])
+    if sigma is not None:
+        if "sigma" in params:
+            raise JobRunnerError("sigma is given twice, by --sigma and by --param sigma=...: give it once")
+        params["sigma"] = sigma
+    return params
+
+
 def _spool(spool: Path, outputs: Path | None, lock: str | None = None, lease: float | None = None):
     """Open the spool; commands without a --lock option still honour JOBRUNNER_LOCK."""
     from jobrunner.spool import Spool
@@ -133,41 +189,50 @@ def _spool(spool: Path, outputs: Path | None, lock: str | None = None, lease: fl
 
 @app.command()
 def serial(
-    step: StepOption = 0.001,
-    extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
-    sigma: SigmaOption = 1.0,
+    axis: AxisOption = None,
+    unit: UnitOption = None,
+    step: StepOption = None,
+    extent: ExtentOption = None,
+    kernel: KernelOption = "loop",
+    pointwise: PointwiseOption = False,
+    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian (default: 1).")] = None,
+    param: ParamOption = None,
     outputs: SerialOutputsOption = Path("outputs"),
 ) -> None:
-    """The lab's Task 1: the whole grid by the point-by-point loop, timed. Writes serial.npy and serial.png."""
+    """The lab's Task 1: the whole grid in one process, timed (by default the lab's point-by-point loop).
+
+    Takes the grid and kernel options of `plan`, so every kernel has its one-process reference:
+    the stitched result of any tiling equals it bit for bit. Writes serial.npy and serial.png.
+    """
     from jobrunner.serial import run_serial
 
-    grid = Grid(*extent, step=step)
-    with _progress_bar("serial loop", unit="row blocks") as advance:
-        result = run_serial(grid, outputs, sigma, on_progress=lambda done, total: advance(done, total))
-    out.print(f"serial loop over {grid.shape[0]} x {grid.shape[1]} points: {result.seconds:.2f} s")
+    grid = grid_from_options(axis or [], unit or [], step, extent)
+    here = local_kernel_folder(kernel, Path.cwd())
+    the_plan = Plan(grid, (1,) * len(grid.axes), kernel, _kernel_params(param, sigma), pointwise, here)
+    with _progress_bar("serial", unit="blocks") as advance:
+        result = run_serial(the_plan, outputs, on_progress=lambda done, total: advance(done, total))
+    size = " x ".join(str(n) for n in grid.shape)
+    what = "serial loop" if kernel == "loop" else f"kernel {kernel}, one process,"
+    out.print(f"{what} over {size} points: {result.seconds:.2f} s")
     out.print(f"wrote {result.array} and {result.figure}")
 
 
 @app.command()
 def plan(
-    step: StepOption = 0.001,
+    axis: AxisOption = None,
+    unit: UnitOption = None,
+    step: StepOption = None,
     tiles: Annotated[
-        str, typer.Option("--tiles", metavar="ROWSxCOLS", help="How to cut the grid, e.g. 4x4 or 3x5.")
-    ] = "4x4",
-    kernel: Annotated[
         str,
         typer.Option(
-            "--kernel",
-            help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), "
-            "or package.module:function.",
+            "--tiles", metavar="N1xN2...", help="How many tiles along each axis, in their order: 4x4, 3x5, 4x4x2."
         ),
-    ] = "loop",
-    extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
+    ] = "4x4",
+    kernel: KernelOption = "loop",
+    pointwise: PointwiseOption = False,
+    extent: ExtentOption = None,
     sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian (default: 1).")] = None,
-    param: Annotated[
-        Optional[list[str]],
-        typer.Option("--param", metavar="NAME=VALUE", help="A kernel parameter; VALUE is a JSON literal. Repeatable."),
-    ] = None,
+    param: ParamOption = None,
     replace: Annotated[
         bool,
         typer.Option("--replace", help="Discard a different plan already in the spool, with its records and tiles."),
@@ -182,12 +247,9 @@ def plan(
     """
     from jobrunner.spool import Spool
 
-    params = _parse_params(param or [])
-    if sigma is not None:
-        if "sigma" in params:
-            raise JobRunnerError("sigma is given twice, by --sigma and by --param sigma=...: give it once")
-        params["sigma"] = sigma
-    the_plan = Plan(Grid(*extent, step=step), parse_tiling(tiles), kernel, params)
+    grid = grid_from_options(axis or [], unit or [], step, extent)
+    here = local_kernel_folder(kernel, Path.cwd())  # workers started anywhere import it from here
+    the_plan = Plan(grid, parse_tiling(tiles), kernel, _kernel_params(param, sigma), pointwise, here)
     created, wrote = Spool.create(the_plan, spool, outputs, replace=replace)
     verb = "planned" if wrote else "already planned (nothing changed)"
     out.print(
@@ -398,6 +460,30 @@ def resume(spool: SpoolOption = Path("jobs")) -> None:
 
 
 @app.command()
+def kernels() -> None:
+    """The built-in kernels, with their parameters and defaults, and how to plug in your own."""
+    import inspect
+
+    from jobrunner.kernels import BUILTIN_KERNELS, kernel_parameters, load_kernel
+
+    for name, reference in BUILTIN_KERNELS.items():
+        function = load_kernel(name)
+        summary = (inspect.getdoc(function) or "").splitlines()[0]
+        taken = kernel_parameters(function, ("x", "y")) or {}
+        params = ", ".join(
+            f"{p}={d!r}" if d is not inspect.Parameter.empty else f"{p} (required)" for p, d in taken.items()
+        )
+        out.print(f"[bold]{name}[/]  ({reference})  {summary}", highlight=False)
+        out.print(f"    parameters: {params or 'none'}", highlight=False)
+    out.print(
+        "Your own: --kernel module:function, a function of the axes by name (x, y, or those of --axis) and its "
+        "parameters (--param NAME=VALUE), returning a float array of the tile's shape; or one number per cell "
+        "with --pointwise. A module in the folder where you run `plan` is found by every worker.",
+        highlight=False,
+    )
+
+
+@app.command()
 def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> None:
     """What the spool's disk can do: filesystem, mount options that matter for locks, a live lock
     probe, the lock mode `--lock auto` picks and why, and what to ask the cluster's admins for.
@@ -440,7 +526,8 @@ def reduce(
     from jobrunner.stitch import reduce as run_reduce
 
     result = run_reduce(_spool(spool, outputs), partial)
-    out.print(f"stitched {result.shape[0]} x {result.shape[1]}: wrote {result.array} and {result.figure}")
+    size = " x ".join(str(n) for n in result.shape)
+    out.print(f"stitched {size}: wrote {result.array} and {result.figure}")
     if result.missing:
         out.print(f"[yellow]partial:[/yellow] {len(result.missing)} tiles missing, stored as NaN")
 
@@ -517,11 +604,11 @@ def _watch(the_spool, interval: float) -> None:
     from rich.live import Live
 
     from jobrunner.figures import save_tile_map
+    from jobrunner.status import state_map
     from jobrunner.timeline import timeline
 
     the_spool.check_outputs()  # never make a moved-away outputs folder again: reduce would requeue everything
     target = the_spool.paths.product("tiles.png")
-    rows, cols = the_spool.plan.tiling
 
     def snapshot():
         statuses = the_spool.statuses()  # one read of the spool per refresh
@@ -542,13 +629,14 @@ def _watch(the_spool, interval: float) -> None:
                 style=None if live else "dim",
             )
         parts = [Text(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}"), _counts_table(counts), workers]
-        if max(rows, cols) <= TERMINAL_MAP_SIDE:
+        squares = state_map(the_spool.plan, states)
+        if max(len(squares), len(squares[0])) <= TERMINAL_MAP_SIDE:
             tile_map = Text()
-            for tile in the_spool.plan.tiles():
-                colour, mark = STATE_STYLES[states[tile.id]]
-                tile_map.append(mark, style=colour)
-                if tile.col == cols - 1:
-                    tile_map.append("\n")
+            for row in squares:
+                for state in row:
+                    colour, mark = STATE_STYLES[state]
+                    tile_map.append(mark, style=colour)
+                tile_map.append("\n")
             parts.append(tile_map)
         done = counts[DONE] + counts[FAILED] == len(states)
         return Group(*parts), states, counts, done
@@ -582,6 +670,7 @@ def scale(
         typer.Option("--tiles", metavar="ROWSxCOLS", help="Tiling (default: at least as many tiles as workers)."),
     ] = None,
     kernel: Annotated[str, typer.Option("--kernel", help="loop, numpy or package.module:function.")] = "loop",
+    param: ParamOption = None,
     repeat: Annotated[int, typer.Option("--repeat", help="Runs per worker count; the median is plotted.")] = 3,
     memory_limit: Annotated[
         Optional[str],
@@ -605,7 +694,7 @@ def scale(
 
     counts = parse_workers(workers)
     limit = parse_bytes(memory_limit) if memory_limit else None
-    grid = Grid(*extent, step=step)
+    grid = Grid.lab(*extent, step=step)
     paths = SpoolPaths.outputs_only(outputs)
     ensure_folder(paths.outputs, "outputs", "--outputs")
     total = 1 + len(counts) * repeat
@@ -626,9 +715,9 @@ def scale(
             else:
                 err.print(f"  [yellow]{event.message}[/yellow]")
 
-        study = run_scale(
-            grid, counts, parse_tiling(tiles) if tiles else None, kernel, repeat, limit, on_event=on_event
-        )
+        tiling = parse_tiling(tiles) if tiles else None
+        params = _kernel_params(param, None)
+        study = run_scale(grid, counts, tiling, kernel, repeat, limit, on_event=on_event, params=params)
     csv_path, figure_path = paths.product("scale.csv"), paths.product("scale.png")
     write_text(csv_path, study.to_csv())
     save_scale_figure(study, figure_path)

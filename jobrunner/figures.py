@@ -8,13 +8,15 @@ Large fields are decimated to about screen size before drawing: ``imshow`` of a 
 from __future__ import annotations
 
 import math
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from jobrunner.files import write_atomically
 from jobrunner.kernels import load_kernel
-from jobrunner.plan import Plan
+from jobrunner.plan import Plan, lab_step
 
 #: The longest side, in cells, that a figure draws; larger fields are strided down to this.
 MAX_DRAWN_CELLS = 1200
@@ -25,48 +27,134 @@ def decimation(shape: tuple[int, ...]) -> int:
     return max(1, math.ceil(max(shape) / MAX_DRAWN_CELLS))
 
 
+@dataclass(frozen=True)
+class FigureView:
+    """What a figure of a field over the grid draws: the first two axes (the only one, on a 1-D
+    grid), every ``stride``-th cell, at one index ``fixed`` along each further axis."""
+
+    shape_of_grid: tuple[int, ...]
+    stride: int
+    fixed: tuple[int, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the decimated view."""
+        return tuple(-(-n // self.stride) for n in self.shape_of_grid[:2])
+
+    def gather(self, rows: np.ndarray, row_start: int, row_stop: int, into: np.ndarray) -> None:
+        """Copy the view's cells from ``rows`` (indices ``[row_start, row_stop)`` of the first axis) ``into`` it."""
+        first = -(-row_start // self.stride) * self.stride  # the first sampled index in this block
+        block = rows[first - row_start :: self.stride]
+        if len(self.shape_of_grid) > 1:
+            block = block[(slice(None), slice(None, None, self.stride), *self.fixed)]
+        into[first // self.stride : -(-row_stop // self.stride)] = block
+
+    def of(self, values: np.ndarray) -> np.ndarray:
+        """The view of a whole field."""
+        view = np.full(self.shape, np.nan)
+        self.gather(values, 0, len(values), view)
+        return view
+
+
+def figure_view(plan: Plan) -> FigureView:
+    """The plan's figures draw its first two axes at the middle of every further axis."""
+    shape = plan.shape
+    return FigureView(shape, decimation(shape[:2]), tuple(n // 2 for n in shape[2:]))
+
+
 def _kernel_attribute(plan: Plan, name: str, default: str) -> str:
-    return str(getattr(load_kernel(plan.kernel), name, default))
+    return str(getattr(load_kernel(plan.kernel, plan.kernel_folder), name, default))
+
+
+def _unit(plan: Plan, index: int) -> str:
+    """An axis's unit: its own, else the kernel's ``axis_unit`` (the built-in sphere's axes are in m)."""
+    return plan.grid.axes[index].unit or _kernel_attribute(plan, "axis_unit", "")
+
+
+def axis_label(plan: Plan, index: int) -> str:
+    """``depth [m]``: an axis's name and unit."""
+    unit = _unit(plan, index)
+    name = plan.grid.axes[index].name
+    return f"{name} [{unit}]" if unit else name
 
 
 def field_title(plan: Plan, what: str, note: str = "") -> str:
-    nx, ny = plan.shape
     name = _kernel_attribute(plan, "title", plan.kernel)
     params = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in plan.params.items())
     plan_id = f", plan {plan.id}" if plan.id else ""
-    lines = [f"{name}, {what}", params, f"{nx} x {ny} points, step {plan.grid.step:g}{plan_id}", note]
+    size = " x ".join(str(n) for n in plan.shape)
+    step = lab_step(plan.grid)
+    grid = f"step {step:g}" if step is not None else plan.grid.describe()
+    points = plan.grid.points()
+    at = ", ".join(
+        f"{plan.grid.axes[k].name} = {points[k][i]:g} {_unit(plan, k)}".rstrip()
+        for k, i in enumerate(figure_view(plan).fixed, start=2)
+    )
+    at = f"at {at}" if at else ""
+    lines = [f"{name}, {what}", params, *textwrap.wrap(f"{size} points, {grid}{plan_id}", 90), at, note]
     return "\n".join(line for line in lines if line)
 
 
 def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) -> None:
     """Draw a field over the plan's grid to ``target`` as PNG, atomically.
 
-    ``values`` is the whole field, or a copy already decimated by a whole stride (as reduce
-    gathers it); a field larger than MAX_DRAWN_CELLS a side is strided down here.
+    ``values`` is the whole field, or the plan's :func:`figure_view` of it (as reduce gathers it);
+    the view is taken here otherwise.  Two axes or more: an image over the first two, the first
+    across; one axis: a line.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    view = np.asarray(values[:: decimation(values.shape), :: decimation(values.shape)])
-    stride = decimation(plan.shape)  # what the figure shows, counted on the full grid
-    x, y = plan.grid.axes()
-    half = plan.grid.step / 2
-    extent = (x[0] - half, x[-1] + half, y[0] - half, y[-1] + half)
+    view = figure_view(plan)
+    drawn = np.asarray(values) if values.shape == view.shape else view.of(values)
+    points = [p[:: view.stride] for p in plan.grid.points()[:2]]
+    label = _kernel_attribute(plan, "label", f"{plan.kernel.rpartition(':')[2]}({', '.join(plan.grid.names)})")
 
-    figure = Figure(figsize=(7.2, 6.0), layout="constrained")
+    figure = Figure(figsize=(7.2, 6.0 if len(points) > 1 else 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    # Arrays are indexed [x, y]; imshow draws [row, column] = [y, x], so transpose, and put row 0 at the bottom.
-    colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # NaN holes of a partial reduce in grey
-    image = axes.imshow(np.ma.masked_invalid(view.T), origin="lower", extent=extent, cmap=colormap, aspect="equal")
-    label = _kernel_attribute(plan, "label", "f(x, y)")
-    figure.colorbar(image, ax=axes, label=label, shrink=0.9)
-    unit = _kernel_attribute(plan, "axis_unit", "")
-    axes.set_xlabel(f"x [{unit}]" if unit else "x")
-    axes.set_ylabel(f"y [{unit}]" if unit else "y")
+    axes.set_xlabel(axis_label(plan, 0))
+    if len(points) == 1:
+        axes.plot(points[0], drawn, color="tab:blue")
+        axes.set_ylabel(label)
+        axes.grid(True, alpha=0.3)
+    else:
+        # Arrays are indexed [first axis, second axis]; an image is [row, column] = [second, first],
+        # so transpose, and put row 0 at the bottom.
+        colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # NaN holes of a partial reduce
+        field = np.ma.masked_invalid(drawn.T)
+        if all(_evenly_spaced(p) for p in points):
+            extent = (*_span(points[0]), *_span(points[1]))
+            image = axes.imshow(field, origin="lower", extent=extent, cmap=colormap, aspect="auto")
+        else:  # uneven values (depths 0, 5, 10, 20, 40): one cell per point, bounded halfway to its neighbours
+            image = axes.pcolormesh(_edges(points[0]), _edges(points[1]), field, cmap=colormap)
+        if plan.grid.axes[0].unit == plan.grid.axes[1].unit:
+            axes.set_aspect("equal")  # a map: the same unit both ways
+        figure.colorbar(image, ax=axes, label=label, shrink=0.9)
+        axes.set_ylabel(axis_label(plan, 1))
+    stride = view.stride
     axes.set_title(title + (f"  (drawn every {stride}th cell)" if stride > 1 else ""), fontsize=10)
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+
+
+def _evenly_spaced(points: np.ndarray) -> bool:
+    steps = np.diff(points)
+    return len(steps) == 0 or bool(np.allclose(steps, steps[0], rtol=1e-6, atol=0))
+
+
+def _span(points: np.ndarray) -> tuple[float, float]:
+    """The extent of an evenly spaced axis drawn as cells centred on its points."""
+    half = (points[1] - points[0]) / 2 if len(points) > 1 else 0.5
+    return float(points[0] - half), float(points[-1] + half)
+
+
+def _edges(points: np.ndarray) -> np.ndarray:
+    """Cell edges halfway between points, and as far beyond the ends."""
+    if len(points) == 1:
+        return np.array([points[0] - 0.5, points[0] + 0.5])
+    middle = (points[1:] + points[:-1]) / 2
+    return np.concatenate([[2 * points[0] - middle[0]], middle, [2 * points[-1] - middle[-1]]])
 
 
 def save_scale_figure(study, target: Path) -> None:
@@ -83,12 +171,7 @@ def save_scale_figure(study, target: Path) -> None:
     figure = Figure(figsize=(11, 4.6), layout="constrained")
     FigureCanvasAgg(figure)
     runtime, scaling = figure.subplots(1, 2)
-    nx, ny = study.plan.shape
-    figure.suptitle(
-        f"Scaling on {study.cores} cores: {nx} x {ny} grid, step {study.plan.grid.step:g}, "
-        f"{study.plan.tiling[0]}x{study.plan.tiling[1]} tiles, kernel {study.plan.kernel}",
-        fontsize=11,
-    )
+    figure.suptitle(f"Scaling on {study.cores} cores: {study.plan.describe()}", fontsize=11)
 
     runtime.errorbar(workers, median, yerr=[low, high], fmt="o-", capsize=3, label="plan + supervise (median, min-max)")
     runtime.axhline(study.serial_seconds, color="0.4", linestyle=":", label=f"serial, {study.serial_seconds:.2f} s")
@@ -176,27 +259,40 @@ STATE_COLOURS = {"pending": "0.85", "running": "tab:blue", "done": "tab:green", 
 
 
 def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) -> None:
-    """The plan's tiles over the grid, each coloured by its state, to ``target`` as PNG."""
+    """The plan's tiles over its first two axes, each coloured by its state, to ``target`` as PNG
+    (tiles that differ only along further axes share a square: see :func:`jobrunner.status.state_map`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import to_rgb
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    x, y = plan.grid.axes()
+    from jobrunner.status import state_map
+
+    drawn = state_map(plan, states)
+    points = plan.grid.points()
+    x = _edges(points[0])
+    y = _edges(points[1]) if len(points) > 1 else np.array([0.0, 1.0])
     figure = Figure(figsize=(6.4, 6.0), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    edge = plan.tiling[0] * plan.tiling[1] <= 2500
+    edge = len(drawn) * len(drawn[0]) <= 2500
     for tile in plan.tiles():
-        x0, x1 = x[tile.row_start], x[tile.row_stop - 1] + plan.grid.step
-        y0, y1 = y[tile.col_start], y[tile.col_stop - 1] + plan.grid.step
-        colour = to_rgb(STATE_COLOURS[states.get(tile.id, "pending")])
+        if any(tile.index[2:]):
+            continue  # one square per tile of the first two axes
+        (a0, a1), (b0, b1) = tile.bounds[0], tile.bounds[1] if len(tile.bounds) > 1 else (0, 1)
+        x0, x1, y0, y1 = x[a0], x[a1], y[b0], y[b1]
+        state = drawn[tile.index[0]][tile.index[1] if len(tile.index) > 1 else 0]
+        colour = to_rgb(STATE_COLOURS[state])
         axes.fill([x0, x1, x1, x0], [y0, y0, y1, y1], color=colour, ec="white" if edge else colour, lw=0.5)
-    axes.set_xlim(x[0], x[-1] + plan.grid.step)
-    axes.set_ylim(y[0], y[-1] + plan.grid.step)
-    axes.set_aspect("equal")
-    axes.set_xlabel("x")
-    axes.set_ylabel("y")
+    axes.set_xlim(x[0], x[-1])
+    axes.set_ylim(y[0], y[-1])
+    axes.set_xlabel(axis_label(plan, 0))
+    if len(points) > 1:
+        axes.set_ylabel(axis_label(plan, 1))
+        if plan.grid.axes[0].unit == plan.grid.axes[1].unit:
+            axes.set_aspect("equal")
+    else:
+        axes.set_yticks([])
     axes.set_title(title, fontsize=10)
     handles = [Patch(color=c, label=s) for s, c in STATE_COLOURS.items()]
     axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

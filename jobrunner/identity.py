@@ -37,10 +37,11 @@ def new_plan_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(4)}"
 
 
-def code_fingerprint(kernel: str) -> str:
-    """``sha256:<hex>`` of the source of the module(s) defining ``kernel``, as this process imports it."""
+def code_fingerprint(kernel: str, folder: str = "") -> str:
+    """``sha256:<hex>`` of the source of the module(s) defining ``kernel``, as this process imports it
+    (``folder``: where the plan found its module, see :func:`jobrunner.kernels.local_kernel_folder`)."""
     module_name = kernel_reference(kernel).partition(":")[0]
-    function = load_kernel(kernel)
+    function = load_kernel(kernel, folder)
     modules = [importlib.import_module(module_name)]
     defining = inspect.getmodule(function)
     if defining is not None and defining is not modules[0]:

@@ -18,8 +18,12 @@ reproduces the loop's bits at a few nanoseconds per point.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,8 +47,14 @@ def gaussian2d(x, y, sigma):
     return (1 / (2 * np.pi * sigma**2)) * np.exp(-1 * (x**2 + y**2) / (2 * sigma**2))
 
 
+def _check_sigma(sigma: float) -> None:
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma!r}: try --sigma 1")
+
+
 def gaussian_loop(x: np.ndarray, y: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """The lab's point-by-point Python loop (Task 1): the reference every other kernel must match."""
+    _check_sigma(sigma)
     xs, ys = np.ravel(x), np.ravel(y)
     z = np.empty((len(xs), len(ys)))
     for i, xv in enumerate(xs):
@@ -55,6 +65,7 @@ def gaussian_loop(x: np.ndarray, y: np.ndarray, sigma: float = 1.0) -> np.ndarra
 
 def gaussian_numpy(x: np.ndarray, y: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """The same formula vectorized, bit-identical to :func:`gaussian_loop` (see the module docstring)."""
+    _check_sigma(sigma)
     x2 = np.array([xv**2 for xv in np.ravel(x)]).reshape(-1, 1)
     y2 = np.array([yv**2 for yv in np.ravel(y)]).reshape(1, -1)
     return (1 / (2 * np.pi * sigma**2)) * np.exp(-1 * (x2 + y2) / (2 * sigma**2))
@@ -103,6 +114,40 @@ gaussian_loop.label = gaussian_numpy.label = "g(x, y)"
 gaussian_loop.title = gaussian_numpy.title = "2-D Gaussian"
 
 
+def kernel_parameters(function: Kernel, axes: tuple[str, ...]) -> dict[str, Any] | None:
+    """A kernel's parameters other than its axes, each with its default (``inspect.Parameter.empty``
+    when it has none); None if it takes any keyword (``**params``)."""
+    signature = inspect.signature(function)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    return {name: p.default for name, p in signature.parameters.items() if name not in axes}
+
+
+def check_parameters(name: str, function: Kernel, axes: tuple[str, ...], params: dict[str, Any]) -> None:
+    """Refuse parameters the kernel does not take, and say which it takes; and parameters it needs but lacks."""
+    taken = kernel_parameters(function, axes)
+    if taken is None:
+        return
+    described = ", ".join(
+        f"{p} (default {d!r})" if d is not inspect.Parameter.empty else f"{p} (no default)" for p, d in taken.items()
+    )
+    unknown = sorted(set(params) - set(taken))
+    if unknown:
+        close = {u: difflib.get_close_matches(u, taken, n=1) for u in unknown}
+        hints = "; ".join(f"did you mean {c[0]}?" for c in close.values() if c)
+        raise JobRunnerError(
+            f"kernel {name} has no parameter {', '.join(unknown)}"
+            + (f" ({hints})" if hints else "")
+            + (f": its parameters are {described}" if taken else ": it takes none")
+        )
+    missing = [p for p, d in taken.items() if d is inspect.Parameter.empty and p not in params]
+    if missing:
+        raise JobRunnerError(
+            f"kernel {name} needs {', '.join(missing)}: pass --param {missing[0]}=VALUE "
+            f"(its parameters are {described})"
+        )
+
+
 def kernel_reference(name: str) -> str:
     """The ``module:function`` a kernel name stands for (a short name or a reference itself)."""
     if name in BUILTIN_KERNELS:
@@ -119,8 +164,23 @@ def default_params(name: str) -> dict[str, Any]:
     return dict(GAUSSIAN_DEFAULTS) if name in ("loop", "numpy") else {}
 
 
-def load_kernel(name: str) -> Kernel:
-    """Import the kernel a plan names."""
+def local_kernel_folder(name: str, folder: Path) -> str:
+    """``folder`` (absolute) if the kernel's module is a file or package there, else "".
+
+    ``jobrunner plan`` records it, so that workers started anywhere that disk is mounted (a Slurm
+    array, another terminal) import that module as ``plan`` did, without ``PYTHONPATH``: the
+    installed ``jobrunner`` command, unlike ``python -m``, does not put the current folder on
+    Python's path.
+    """
+    top = kernel_reference(name).partition(":")[0].split(".")[0]
+    found = (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+    return str(folder.absolute()) if name not in BUILTIN_KERNELS and found else ""
+
+
+def load_kernel(name: str, folder: str = "") -> Kernel:
+    """Import the kernel a plan names (``folder``: where its module is, if the plan records one)."""
+    if folder and folder not in sys.path:
+        sys.path.insert(0, folder)  # first, as `python -m` puts the current folder: the plan's module wins
     module_name, _, function_name = kernel_reference(name).partition(":")
     try:
         module = importlib.import_module(module_name)

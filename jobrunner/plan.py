@@ -14,33 +14,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.grid import Grid, Tile, tile_grid
+from jobrunner.grid import Axis, Grid, Spacing, Tile, check_tiling, tile_grid
 from jobrunner.kernels import default_params, kernel_reference
 
-PLAN_FORMAT = "jobrunner-plan/2"
+PLAN_FORMAT = "jobrunner-plan/3"
 #: The most jobs a plan may have: each makes a spec, a lock, a record and a tile file.
 MAX_JOBS = 100_000
-#: The format before plans had an identity: a spool of that format is refused, not adopted.
-OLD_PLAN_FORMATS = ("jobrunner-plan/1",)
+#: Formats of older jobrunners (/1 before plans had an identity, /2 before grids had named axes):
+#: a spool of one is refused with a line that says to plan again, never adopted.
+OLD_PLAN_FORMATS = ("jobrunner-plan/1", "jobrunner-plan/2")
 
 
 @dataclass(frozen=True)
 class Plan:
     grid: Grid
-    tiling: tuple[int, int]
+    tiling: tuple[int, ...]  # how many tiles along each axis
     kernel: str = "loop"
     params: dict[str, Any] = field(default_factory=dict)
+    pointwise: bool = False  # the kernel takes one float per axis and returns one cell (see jobrunner.compute)
+    kernel_folder: str = field(default="", compare=False)  # where plan found the kernel's module, if not installed
     id: str = field(default="", compare=False)  # made when published (jobrunner.publish)
     code: str = field(default="", compare=False)  # the kernel's code fingerprint at planning time
 
     def __post_init__(self) -> None:
         kernel_reference(self.kernel)  # an unknown kernel name fails here, before anything is written
-        rows, cols = self.tiling
-        if rows < 1 or cols < 1:
-            raise JobRunnerError(f"a tiling needs at least one row and one column of tiles, got {rows}x{cols}")
-        if rows * cols > MAX_JOBS:  # checked before any tile is made: 10^12 of them would fill memory
+        object.__setattr__(self, "tiling", tuple(self.tiling))
+        if not all(type(count) is int and count >= 1 for count in self.tiling):
+            raise JobRunnerError(f"a tiling needs at least one tile along each axis, got {self.tiling_text}")
+        check_tiling(self.shape, self.tiling, self.grid.names)
+        jobs = math.prod(self.tiling)
+        if jobs > MAX_JOBS:  # checked before any tile is made: 10^12 of them would fill memory
             raise JobRunnerError(
-                f"{rows}x{cols} tiles is {rows * cols:,} jobs, more than the {MAX_JOBS:,} a plan may have "
+                f"{self.tiling_text} tiles is {jobs:,} jobs, more than the {MAX_JOBS:,} a plan may have "
                 "(each job makes a few files, and clusters cap the files a user may have): use fewer, larger tiles"
             )
         merged = {**default_params(self.kernel), **self.params}
@@ -48,22 +53,32 @@ class Plan:
             if isinstance(value, float) and not math.isfinite(value):
                 raise JobRunnerError(f"parameter {name} must be finite, got {value!r}")
         object.__setattr__(self, "params", merged)
-        self.tiles()  # more tiles than rows or columns fails here
+        reserved = set(self.grid.names) & set(merged)
+        if reserved:
+            raise JobRunnerError(
+                f"parameter {', '.join(sorted(reserved))} has the name of an axis: the kernel receives each axis "
+                "by its name, so rename the axis or the parameter"
+            )
+        object.__setattr__(self, "pointwise", bool(self.pointwise))
 
     @classmethod
     def create(
         cls,
         step: float,
-        tiles: tuple[int, int],
+        tiles: tuple[int, ...],
         kernel: str = "loop",
         extent: tuple[float, float, float, float] = (-2.0, 2.0, -2.0, 2.0),
         **params: Any,
     ) -> Plan:
-        return cls(Grid(*extent, step=step), tiles, kernel, params)
+        return cls(Grid.lab(*extent, step=step), tiles, kernel, params)
 
     @property
-    def shape(self) -> tuple[int, int]:
+    def shape(self) -> tuple[int, ...]:
         return self.grid.shape
+
+    @property
+    def tiling_text(self) -> str:
+        return "x".join(str(count) for count in self.tiling)
 
     def tiles(self) -> list[Tile]:
         return tile_grid(self.shape, self.tiling)
@@ -76,16 +91,17 @@ class Plan:
         return self == other and self.code == other.code
 
     def to_document(self) -> dict[str, Any]:
-        g = self.grid
         return {
             "format": PLAN_FORMAT,
             "id": self.id,
             "code": self.code,
-            "grid": {"xmin": g.xmin, "xmax": g.xmax, "ymin": g.ymin, "ymax": g.ymax, "step": g.step},
+            "axes": [axis.to_document() for axis in self.grid.axes],
             "shape": list(self.shape),
             "tiles": list(self.tiling),
-            "jobs": self.tiling[0] * self.tiling[1],
+            "jobs": math.prod(self.tiling),
             "kernel": self.kernel,
+            "pointwise": self.pointwise,
+            "kernel_folder": self.kernel_folder,
             "params": self.params,
         }
 
@@ -104,15 +120,21 @@ class Plan:
                 raise ValueError("it is not a JSON object")
             if document.get("format") != PLAN_FORMAT:
                 raise ValueError(f"format is {document.get('format')!r}, expected {PLAN_FORMAT!r}")
-            rows, cols = document["tiles"]
-            params = document["params"]
+            tiles, params, axes = document["tiles"], document["params"], document["axes"]
             if not isinstance(params, dict):
                 raise ValueError("params is not an object")
+            if not isinstance(axes, list) or not isinstance(tiles, list) or not all(type(t) is int for t in tiles):
+                raise ValueError("axes and tiles must be lists (tiles of whole numbers)")
             identity = {key: document[key] for key in ("id", "code")}
             if not all(isinstance(value, str) for value in identity.values()):
                 raise ValueError("id and code must be strings")
-            grid = Grid(**document["grid"])
-            return cls(grid, (int(rows), int(cols)), str(document["kernel"]), params, **identity)
+            if not isinstance(document["pointwise"], bool):
+                raise ValueError("pointwise must be true or false")
+            grid = Grid(tuple(Axis.from_document(axis) for axis in axes))
+            kernel, folder = str(document["kernel"]), document["kernel_folder"]
+            if not isinstance(folder, str):
+                raise ValueError("kernel_folder must be a string")
+            return cls(grid, tuple(tiles), kernel, params, document["pointwise"], folder, **identity)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, JobRunnerError) as error:
             raise JobRunnerError(f"{source} is not a valid jobrunner plan ({error})") from None
 
@@ -125,9 +147,18 @@ class Plan:
         return cls.from_document(document, source)
 
     def describe(self) -> str:
-        nx, ny = self.shape
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return (
-            f"{nx} x {ny} grid, step {self.grid.step:g}, tiles {self.tiling[0]}x{self.tiling[1]}, "
-            f"kernel {self.kernel}" + (f" ({params})" if params else "")
-        )
+        size = " x ".join(str(n) for n in self.shape)
+        step = lab_step(self.grid)
+        grid = f"{size} grid, step {step:g}" if step is not None else f"{size} grid ({self.grid.describe()})"
+        kernel = f"kernel {self.kernel}" + (" (pointwise)" if self.pointwise else "")
+        return f"{grid}, tiles {self.tiling_text}, {kernel}" + (f" ({params})" if params else "")
+
+
+def lab_step(grid: Grid) -> float | None:
+    """The step of a lab grid (x and y by arange with one step: what --step and --extent make), else None."""
+    axes = grid.axes
+    if [a.name for a in axes] == ["x", "y"] and all(a.spacing is Spacing.ARANGE for a in axes):
+        if axes[0].step == axes[1].step:
+            return axes[0].step
+    return None

@@ -150,7 +150,7 @@ def available_memory() -> int:
 
 def _private_bytes_after_a_tile(plan: Plan) -> int:
     """Runs in a pool process: compute a small tile, then report this process's private memory."""
-    compute_tile(plan, Tile(0, 0, 0, min(64, plan.shape[0]), 0, min(64, plan.shape[1])))
+    compute_tile(plan, Tile((0, 0), ((0, min(64, plan.shape[0])), (0, min(64, plan.shape[1])))))
     try:
         with open("/proc/self/smaps_rollup") as rollup:
             fields = dict(line.split(":", 1) for line in rollup if ":" in line)
@@ -178,7 +178,7 @@ def memory_verdict(workers: int, worker_bytes: int, memory_bytes: int) -> str | 
 def time_serial(plan: Plan) -> float:
     """The whole grid in this process, by the plan's kernel: the baseline of the study."""
     started = time.perf_counter()
-    compute_tile(plan, Tile(0, 0, 0, plan.shape[0], 0, plan.shape[1]))
+    compute_tile(plan, Tile((0, 0), ((0, plan.shape[0]), (0, plan.shape[1]))))
     return time.perf_counter() - started
 
 
@@ -197,18 +197,19 @@ def time_one_run(plan: Plan, workers: int, scratch: Path) -> float:
 def run_scale(
     grid: Grid,
     workers: tuple[int, ...] | list[int] = DEFAULT_WORKERS,
-    tiles: tuple[int, int] | None = None,
+    tiles: tuple[int, ...] | None = None,
     kernel: str = "loop",
     repeat: int = 3,
     memory_limit: int | None = None,
     scratch: Path | None = None,
     on_event: Callable[[ScaleEvent], None] | None = None,
+    params: dict | None = None,
 ) -> ScaleStudy:
     """Time plan + supervise at each worker count; stop where the machine would suffer or a run fails."""
     if repeat < 1:
         raise JobRunnerError(f"--repeat must be at least 1, got {repeat}")
     workers = sorted(set(workers))
-    plan = Plan(grid, tiles or auto_tiling(grid.shape, workers), kernel)
+    plan = Plan(grid, tiles or auto_tiling(grid.shape, workers), kernel, params or {})
     emit = on_event or (lambda event: None)
     serial = time_serial(plan)
     emit(ScaleEvent("serial", seconds=serial))
@@ -225,8 +226,8 @@ def run_scale(
             emit(ScaleEvent("stop", count, message=study.stop_reason))
             break
         row = ScaleRow(count)
-        if count > plan.tiling[0] * plan.tiling[1]:
-            row.note = f"only {plan.tiling[0] * plan.tiling[1]} tiles: the pool is capped at that"
+        if count > len(plan.tiles()):
+            row.note = f"only {len(plan.tiles())} tiles: the pool is capped at that"
         study.rows.append(row)
         try:
             for _ in range(repeat):

@@ -14,7 +14,7 @@ Layout
     <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
     <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
     P/plan.json                     the plan's own manifest (see jobrunner.publish)
-    P/specs/<id>.json               one spec per job: {"id", "plan", "rows": [start, stop], "cols": [start, stop]}
+    P/specs/<id>.json               one spec per job: {"id", "plan", "ranges": [[start, stop] per axis]}
     P/locks/<id>.lock               flock mode: a claim *is* a held flock on it, and while held it names
                                     the attempt in flight: {"attempt", "host", "pid", "started", "via", "plan"}
     P/locks/<id>.lease              lease mode: the claim is this marker, kept fresh by a heartbeat...
@@ -28,10 +28,11 @@ Layout
                                     own folder inside the folder of its final name
     .<name>.<host>-<pid>.partial    any other file being written, beside its final name
 
-Job ids are ``tile-rRRR-cCCC`` (row and column of the tile, zero-padded so ids sort in plan
-order).  A spec carries its id, its plan's id and index ranges, never a path; it is validated
-when loaded (well-formed id equal to its file name, its plan's id, ranges inside the grid), so
-no spool file can make a worker write outside ``T``.  A record is read only if it names its
+Job ids are ``tile-rRRR-cCCC`` on a 2-D grid (row and column of the tile, zero-padded so ids
+sort in plan order), ``tile-III-JJJ-KKK`` (one index per axis) on a grid of other dimensions.
+A spec carries its id, its plan's id and index ranges, never a path; it is validated when
+loaded (well-formed id equal to its file name, its plan's id, ranges inside the grid), so no
+spool file can make a worker write outside ``T``.  A record is read only if it names its
 folder's plan.  Spool files are JSON; nothing is ever unpickled.  A
 spool or outputs folder that every user of the machine may write to is refused (a group may).
 
@@ -265,7 +266,7 @@ class Spool:
         plan's progress) and retires the old one (see :mod:`jobrunner.publish`).
         """
         probe_kernel(plan)
-        plan = dataclasses.replace(plan, code=code_fingerprint(plan.kernel))
+        plan = dataclasses.replace(plan, code=code_fingerprint(plan.kernel, plan.kernel_folder))
         folder = SpoolPaths(spool, spool).spool
         ensure_folder(folder, "spool", "--spool")
         existing, unreadable = None, False
@@ -333,7 +334,7 @@ class Spool:
     @cached_property
     def code_here(self) -> str:
         """The kernel's code fingerprint in this process (once per process: it reads the module's source)."""
-        return code_fingerprint(self.plan.kernel)
+        return code_fingerprint(self.plan.kernel, self.plan.kernel_folder)
 
     def check_outputs(self) -> None:
         publish.check_outputs(self.paths, self.manifest)
@@ -372,29 +373,29 @@ class Spool:
         path = self.paths.spec(job_id)
         try:
             spec = json.loads(path.read_text())
-            if not isinstance(spec, dict) or set(spec) != {"id", "plan", "rows", "cols"}:
-                raise ValueError("expected exactly the keys id, plan, rows and cols")
+            if not isinstance(spec, dict) or set(spec) != {"id", "plan", "ranges"}:
+                raise ValueError("expected exactly the keys id, plan and ranges")
             if spec["plan"] != self.plan.id:
                 raise ValueError(f"it belongs to plan {spec['plan']!r}, not this spool's plan {self.plan.id}")
             if not isinstance(spec["id"], str) or not JOB_ID_PATTERN.fullmatch(spec["id"]):
-                raise ValueError(f"id {spec['id']!r} is not of the form tile-r000-c000")
+                raise ValueError(f"id {spec['id']!r} is not a tile id such as tile-r000-c000")
             if spec["id"] != job_id:
                 raise ValueError(f"id {spec['id']!r} does not match the file name")
-            nx, ny = self.plan.shape
-            for key, length in (("rows", nx), ("cols", ny)):
-                bounds = spec[key]
+            ranges, shape = spec["ranges"], self.plan.shape
+            if not isinstance(ranges, list) or len(ranges) != len(shape):
+                raise ValueError(f"ranges {ranges!r:.80} is not one [start, stop] per axis ({len(shape)})")
+            for bounds, length, name in zip(ranges, shape, self.plan.grid.names, strict=True):
                 if (
                     not isinstance(bounds, list)
                     or len(bounds) != 2
                     or not all(type(b) is int for b in bounds)
                     or not 0 <= bounds[0] < bounds[1] <= length
                 ):
-                    raise ValueError(f"{key} {bounds!r} is not a [start, stop] range inside 0..{length}")
+                    raise ValueError(f"range {bounds!r:.40} of axis {name} is not a [start, stop] inside 0..{length}")
         except (OSError, ValueError, RecursionError) as error:
             raise JobRunnerError(f"invalid job spec {path}: {error}") from None
         planned = self._tiles.get(job_id)
-        (r0, r1), (c0, c1) = spec["rows"], spec["cols"]
-        if planned is None or (planned.rows, planned.cols) != (slice(r0, r1), slice(c0, c1)):
+        if planned is None or [list(b) for b in planned.bounds] != ranges:
             raise JobRunnerError(f"invalid job spec {path}: its ranges are not the plan's tile {job_id}")
         return planned
 
@@ -617,12 +618,7 @@ def _is_current(paths: SpoolPaths, manifest: Manifest) -> bool:
 
 
 def _spec_json(tile: Tile, plan_id: str) -> str:
-    spec = {
-        "id": tile.id,
-        "plan": plan_id,
-        "rows": [tile.row_start, tile.row_stop],
-        "cols": [tile.col_start, tile.col_stop],
-    }
+    spec = {"id": tile.id, "plan": plan_id, "ranges": [[start, stop] for start, stop in tile.bounds]}
     return json.dumps(spec) + "\n"
 
 

@@ -113,3 +113,19 @@ def is_overdue(age: float, median_tile_seconds: float | None) -> bool:
     if median_tile_seconds is None:
         return False
     return age > max(OVERDUE_FACTOR * median_tile_seconds, OVERDUE_MIN_SECONDS)
+
+
+#: Which state a square of the tile map shows when tiles along further axes differ: the first that applies.
+_MAP_PRECEDENCE = (FAILED, RUNNING, PENDING, DONE)
+
+
+def state_map(plan, states: dict[str, str]) -> list[list[str]]:
+    """Each tile's state over the plan's first two axes: ``[i][j]`` for the tile ``i`` along the
+    first axis and ``j`` along the second (one column on a 1-D grid).  Tiles that differ only
+    along further axes share a square: failed if any failed, else running if any runs, else
+    pending if any is, else done."""
+    first, second = plan.tiling[0], plan.tiling[1] if len(plan.tiling) > 1 else 1
+    found: list[list[set]] = [[set() for _ in range(second)] for _ in range(first)]
+    for tile in plan.tiles():
+        found[tile.index[0]][tile.index[1] if len(tile.index) > 1 else 0].add(states.get(tile.id, PENDING))
+    return [[next(s for s in _MAP_PRECEDENCE if s in square) for square in row] for row in found]

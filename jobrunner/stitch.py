@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.figures import decimation, field_title, save_field_figure
+from jobrunner.figures import FigureView, field_title, figure_view, save_field_figure
 from jobrunner.files import create_new, ensure_folder, write_text
 from jobrunner.folders import Tree
 from jobrunner.identity import versions
@@ -39,7 +40,7 @@ LISTED = 4
 class ReduceResult:
     array: Path
     figure: Path
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     missing: list[str]  # jobs stitched as NaN (only with partial=True)
 
 
@@ -110,7 +111,8 @@ _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.f
 
 
 def _read_rows(path: Path, start: int, stop: int, checked: dict, tree: Tree | None = None) -> np.ndarray:
-    """Rows ``[start, stop)`` of a C-ordered 2-D ``.npy`` file, read at their offset (nothing stays mapped).
+    """Rows ``[start, stop)`` along the first axis of a C-ordered ``.npy`` tile, read at their offset
+    (nothing stays mapped): whole rows of a C-ordered array are one contiguous run of bytes.
 
     Only from the very file that was checked (``checked``: its identity, see tilefile.identity):
     one renamed over it or written in place since is refused, never stitched.
@@ -121,28 +123,22 @@ def _read_rows(path: Path, start: int, stop: int, checked: dict, tree: Tree | No
         raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
     with os.fdopen(fd, "rb") as file:
         version = np.lib.format.read_magic(file)
-        if version not in _HEADER_READERS:
-            return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
-        shape, fortran, dtype = _HEADER_READERS[version](file)
-        if fortran:
-            return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
-        file.seek(start * shape[1] * dtype.itemsize, 1)
-        rows = np.fromfile(file, dtype=dtype, count=(stop - start) * shape[1])
-    return rows.reshape(stop - start, shape[1])
+        shape, _, dtype = _HEADER_READERS[version](file)  # checked: a version it reads, C order
+        row = math.prod(shape[1:])
+        file.seek(start * row * dtype.itemsize, 1)
+        rows = np.fromfile(file, dtype=dtype, count=(stop - start) * row)
+    return rows.reshape(stop - start, *shape[1:])
 
 
 def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool, checked: dict) -> np.ndarray:
-    """Write every done tile into a new ``.npy`` at ``target``; return a decimated copy for the figure."""
-    nx, ny = spool.plan.shape
-    stride = decimation(spool.plan.shape)
-    preview = np.full((-(-nx // stride), -(-ny // stride)), np.nan)
+    """Write every done tile into a new ``.npy`` at ``target``; return the figure's decimated view."""
+    shape = spool.plan.shape
     with create_new(target) as file:  # never through a link planted at the partial's name
-        np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False, "shape": (nx, ny)})
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False, "shape": shape})
         file.flush()
         offset = file.tell()
-        _reserve(file, offset + nx * ny * 8, target.parent)
-        _fill(spool, done, file, offset, preview, stride, fill_holes, checked)
-    return preview
+        _reserve(file, offset + math.prod(shape) * 8, target.parent)
+        return _fill(spool, done, file, offset, figure_view(spool.plan), fill_holes, checked)
 
 
 def _reserve(file, size: int, folder: Path) -> None:
@@ -162,31 +158,36 @@ def _reserve(file, size: int, folder: Path) -> None:
         ) from None
 
 
-def _fill(spool: Spool, done, file, offset: int, preview: np.ndarray, stride: int, fill_holes: bool, checked: dict):
-    """Fill the reserved array a block of rows at a time, through short-lived mappings of ``file``."""
-    nx, ny = spool.plan.shape
+def _fill(spool: Spool, done, file, offset: int, view: FigureView, fill_holes: bool, checked: dict) -> np.ndarray:
+    """Fill the reserved array a block of rows (along the first axis) at a time, through
+    short-lived mappings of ``file``; gather the figure's view of it on the way."""
+    shape = spool.plan.shape
+    row = math.prod(shape[1:])  # cells in one index of the first axis
     tiles = spool.plan.tile_by_id()
-    block_rows = max(1, BLOCK_BYTES // (ny * 8))
+    block_rows = max(1, BLOCK_BYTES // (row * 8))
     by_band: dict[int, list] = {}
     for job_id in done:
-        by_band.setdefault(tiles[job_id].row_start, []).append(tiles[job_id])
-    for row_start in range(0, nx, block_rows):
-        row_stop = min(nx, row_start + block_rows)
-        rows = np.memmap(file, np.float64, "r+", offset=offset + row_start * ny * 8, shape=(row_stop - row_start, ny))
+        by_band.setdefault(tiles[job_id].bounds[0][0], []).append(tiles[job_id])
+    preview = np.full(view.shape, np.nan)
+    for row_start in range(0, shape[0], block_rows):
+        row_stop = min(shape[0], row_start + block_rows)
+        rows = np.memmap(
+            file, np.float64, "r+", offset=offset + row_start * row * 8, shape=(row_stop - row_start, *shape[1:])
+        )
         if fill_holes:
             rows[...] = np.nan
         for band_start, band in by_band.items():
-            lo, hi = max(row_start, band_start), min(row_stop, band[0].row_stop)
+            lo, hi = max(row_start, band_start), min(row_stop, band[0].bounds[0][1])
             if lo >= hi:
                 continue
             for tile in band:
                 tile_path = spool.paths.tile(tile.id)
-                values = _read_rows(tile_path, lo - tile.row_start, hi - tile.row_start, checked, spool.tree)
-                rows[lo - row_start : hi - row_start, tile.col_start : tile.col_stop] = values
-        first = -(-row_start // stride) * stride  # the first sampled row in this block
-        preview[first // stride : -(-row_stop // stride)] = rows[first - row_start :: stride, ::stride]
+                values = _read_rows(tile_path, lo - band_start, hi - band_start, checked, spool.tree)
+                rows[(slice(lo - row_start, hi - row_start), *tile.slices[1:])] = values
+        view.gather(rows, row_start, row_stop, preview)
         rows.flush()
         del rows
+    return preview
 
 
 def _remove_dead_partials(paths: SpoolPaths) -> None:

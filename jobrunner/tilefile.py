@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import math
 import os
 import stat
 from pathlib import Path
@@ -84,7 +85,7 @@ def open_tile(path: Path, tree: Tree | None = None) -> int:
 
 
 def check_tile(
-    path: Path, shape: tuple[int, int], checksum: str | None, seen: dict | None = None, tree: Tree | None = None
+    path: Path, shape: tuple[int, ...], checksum: str | None, seen: dict | None = None, tree: Tree | None = None
 ) -> str | None:
     """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
 
@@ -117,7 +118,7 @@ def check_tile(
     return None
 
 
-def _header_problem(head: bytes, size: int, shape: tuple[int, int]) -> str | None:
+def _header_problem(head: bytes, size: int, shape: tuple[int, ...]) -> str | None:
     stream = io.BytesIO(head)
     try:
         version = np.lib.format.read_magic(stream)
@@ -129,7 +130,7 @@ def _header_problem(head: bytes, size: int, shape: tuple[int, int]) -> str | Non
         return f"not a tile file ({error})"
     if dtype != TILE_DTYPE or fortran or found != tuple(shape):
         return f"holds {dtype} {found}{' in Fortran order' if fortran else ''}, expected float64 {tuple(shape)}"
-    expected = stream.tell() + TILE_DTYPE.itemsize * shape[0] * shape[1]
+    expected = stream.tell() + TILE_DTYPE.itemsize * math.prod(shape)
     if size != expected:
         return f"{'truncated' if size < expected else 'too long'}: {size} bytes, expected {expected}"
     return None

@@ -22,7 +22,7 @@ def assert_one_line_error(result, *fragments):
         (["plan", "--step", "nan"], ["step must be a finite number"]),
         (["serial", "--step", "0"], ["step must be a positive number"]),
         (["plan", "--step", "0.1", "--tiles", "0x2"], ["at least 1"]),
-        (["plan", "--step", "0.1", "--tiles", "banana"], ["ROWSxCOLS"]),
+        (["plan", "--step", "0.1", "--tiles", "banana"], ["one count per axis", "4x4x2"]),
         (["plan", "--step", "0.1", "--tiles", "41x1"], ["more tiles than the grid has", "40x40"]),
         (["plan", "--step", "0.1", "--extent", "1", "1", "0", "1"], ["is empty"]),
         (["plan", "--step", "0.1", "--kernel", "fortran"], ["unknown kernel 'fortran'", "loop, numpy"]),

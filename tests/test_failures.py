@@ -85,7 +85,7 @@ def test_a_kernel_out_of_retries_is_left_failed_and_the_worker_exits_nonzero(pro
 def test_a_hand_edited_spec_fails_its_job_and_the_rest_finish(project):
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
     bad = project.plan_folder / "specs" / "tile-r000-c001.json"
-    bad.write_text(json.dumps({"id": "../../escape", "rows": [0, 100], "cols": [0, 100]}))
+    bad.write_text(json.dumps({"id": "../../escape", "plan": project.plan_id, "ranges": [[0, 100], [0, 100]]}))
     truncated = project.plan_folder / "specs" / "tile-r001-c000.json"
     truncated.write_text(truncated.read_text()[:10])
     result = project.run("work", check=False)
@@ -102,12 +102,10 @@ def test_a_hand_edited_spec_fails_its_job_and_the_rest_finish(project):
 def test_ranges_outside_the_grid_are_refused(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
     spec = project.plan_folder / "specs" / "tile-r000-c000.json"
-    spec.write_text(
-        json.dumps({"id": "tile-r000-c000", "plan": project.plan_id, "rows": [0, 10_000], "cols": [0, 100]})
-    )
+    spec.write_text(json.dumps({"id": "tile-r000-c000", "plan": project.plan_id, "ranges": [[0, 10_000], [0, 100]]}))
     project.run("work", check=False)
     error = project.records()["tile-r000-c000"]["attempts"][-1]["error"]
-    assert "rows" in error and "inside 0..200" in error
+    assert "range [0, 10000] of axis x" in error and "inside 0..200" in error
 
 
 def test_a_kernel_returning_the_wrong_shape_fails_its_jobs(project):

@@ -10,7 +10,7 @@ from jobrunner.kernels import gaussian2d, gaussian_loop, gaussian_numpy
 
 
 def axes(step, extent=(-2, 2, -2, 2)):
-    x, y = Grid(*extent, step=step).axes()
+    x, y = Grid.lab(*extent, step=step).points()
     return x.reshape(-1, 1), y.reshape(1, -1)
 
 

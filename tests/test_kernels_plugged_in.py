@@ -60,7 +60,7 @@ def test_the_buried_sphere_matches_its_formula(tmp_path):
     spool, _ = Spool.create(plan, tmp_path / "jobs", tmp_path / "outputs")
     work(spool)
     field = np.load(reduce(spool).array)
-    x, y = plan.grid.axes()
+    x, y = plan.grid.points()
     peak = GRAVITATIONAL_CONSTANT * (4 / 3 * np.pi * radius**3 * contrast) / depth**2 / MGAL
     assert field.max() == pytest.approx(peak, rel=1e-12)  # the grid has a point over the centre
     assert 0.8 < peak < 0.9  # about 0.84 mGal: a plausible ore-body anomaly

@@ -31,7 +31,7 @@ STEP = 0.05  # an 80 x 80 grid
 
 def expected(sigma: float = 1.0, step: float = STEP) -> np.ndarray:
     """The Gaussian over the default extent (the numpy kernel's bits equal the lab loop's: test_bitwise)."""
-    x, y = Grid(step=step).axes()
+    x, y = Grid.lab(step=step).points()
     return gaussian_numpy(x.reshape(-1, 1), y.reshape(1, -1), sigma)
 
 
@@ -297,7 +297,7 @@ def test_a_kernel_edited_after_planning_is_seen_and_replace_recomputes(project):
     project.run(*plan, "--replace")
     assert "computed 4 tiles" in project.run("supervise", "--workers", "2").stdout
     project.run("reduce")
-    x, y = Grid(step=STEP).axes()
+    x, y = Grid.lab(step=STEP).points()
     assert np.array_equal(project.load("stitched.npy"), 1.0 * x.reshape(-1, 1) + 2.0 * y.reshape(1, -1))
     # --replace always recomputes, even the same plan with the same code
     again = project.plan_id
@@ -308,7 +308,7 @@ def test_a_kernel_edited_after_planning_is_seen_and_replace_recomputes(project):
 
 # -- pure logic ---------------------------------------------------------------------------------------
 def test_a_manifest_round_trips_and_records_outputs_relative_to_a_shared_parent(tmp_path):
-    plan = Plan(Grid(step=0.5), (2, 2), "numpy", id="20260101-000000-00000000", code="sha256:0")
+    plan = Plan(Grid.lab(step=0.5), (2, 2), "numpy", id="20260101-000000-00000000", code="sha256:0")
     outputs = recorded_outputs(tmp_path / "jobs", tmp_path / "outputs")
     manifest = Manifest(plan, "20260101-000000-0000000f", outputs, "h-1", 1.0, "v")
     assert manifest.outputs == "../outputs"
@@ -322,7 +322,7 @@ def test_a_manifest_round_trips_and_records_outputs_relative_to_a_shared_parent(
 
 
 def test_planning_again_says_what_changed(tmp_path):
-    plan = Plan(Grid(step=0.5), (2, 2), "numpy", code="sha256:1")
+    plan = Plan(Grid.lab(step=0.5), (2, 2), "numpy", code="sha256:1")
     manifest = Manifest(dataclass_replace(plan, id="p1"), "s", "../outputs")
     from jobrunner.paths import SpoolPaths
 
@@ -331,16 +331,16 @@ def test_planning_again_says_what_changed(tmp_path):
     with pytest.raises(JobRunnerError, match="code changed"):
         refuse_replanning(manifest, dataclass_replace(plan, code="sha256:2"), paths)
     with pytest.raises(JobRunnerError, match="different plan"):
-        refuse_replanning(manifest, Plan(Grid(step=0.25), (2, 2), "numpy", code="sha256:1"), paths)
+        refuse_replanning(manifest, Plan(Grid.lab(step=0.25), (2, 2), "numpy", code="sha256:1"), paths)
     with pytest.raises(JobRunnerError, match="results in"):
         refuse_replanning(manifest, plan, SpoolPaths(tmp_path / "jobs", tmp_path / "elsewhere"))
 
 
 def test_a_replace_never_swaps_against_a_plan_already_retired(tmp_path):
     """Two replaces of plan A: the slower one finds A retired (its folder gone) and must lose, not publish."""
-    spool, _ = Spool.create(Plan(Grid(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
+    spool, _ = Spool.create(Plan(Grid.lab(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
     a = spool.manifest
-    b, _ = Spool.create(Plan(Grid(step=0.25), (2, 2), "numpy"), tmp_path / "jobs", replace=True)
+    b, _ = Spool.create(Plan(Grid.lab(step=0.25), (2, 2), "numpy"), tmp_path / "jobs", replace=True)
     late = dataclass_replace(b.manifest, plan=dataclass_replace(b.manifest.plan, id=new_plan_id()))
     late_paths = b.paths.for_plan(late.plan.id)
     with pytest.raises(JobRunnerError, match="replaced the one"):
@@ -349,7 +349,7 @@ def test_a_replace_never_swaps_against_a_plan_already_retired(tmp_path):
 
 
 def test_only_plan_takes_over_an_outputs_folder_and_only_from_a_spool_that_is_gone(tmp_path):
-    first, _ = Spool.create(Plan(Grid(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
+    first, _ = Spool.create(Plan(Grid.lab(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
     paths = first.paths
     with pytest.raises(JobRunnerError, match="belongs to the spool"):
         publish.bind_outputs(paths, new_plan_id())  # a live spool's folder: nobody takes it

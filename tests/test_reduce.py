@@ -33,7 +33,7 @@ def test_holes_are_nan_and_everything_else_is_exact(tmp_path, monkeypatch):
     tiles = plan.tile_by_id()
     expected = serial.copy()
     for job_id in holes:
-        expected[tiles[job_id].rows, tiles[job_id].cols] = np.nan
+        expected[tiles[job_id].slices] = np.nan
     assert np.array_equal(stitched, expected, equal_nan=True)
     assert sorted(result.missing) == holes
 

@@ -16,7 +16,7 @@ def test_tiles_cover_every_cell_exactly_once(nx, ny, data):
     cover = np.zeros((nx, ny), dtype=int)
     tiles = tile_grid((nx, ny), (rows, cols))
     for tile in tiles:
-        cover[tile.rows, tile.cols] += 1
+        cover[tile.slices] += 1
     assert (cover == 1).all()
     assert len(tiles) == rows * cols
     ids = [tile.id for tile in tiles]
@@ -55,11 +55,11 @@ def test_more_tiles_than_rows_is_refused():
 )
 def test_bad_grids_are_refused(kwargs):
     with pytest.raises(JobRunnerError):
-        Grid(**kwargs)
+        Grid.lab(**kwargs)
 
 
 def test_grid_axes_are_the_labs_arange():
-    grid = Grid(-2, 2, -1, 3, step=0.01)
-    x, y = grid.axes()
+    grid = Grid.lab(-2, 2, -1, 3, step=0.01)
+    x, y = grid.points()
     assert np.array_equal(x, np.arange(-2.0, 2.0, 0.01)) and np.array_equal(y, np.arange(-1.0, 3.0, 0.01))
     assert grid.shape == (len(x), len(y))

@@ -153,7 +153,7 @@ def test_a_plan_planted_in_the_spool_cannot_make_plan_delete_another_projects_re
     from jobrunner.plan import Plan
     from jobrunner.spool import Spool
 
-    spool, _ = Spool.create(Plan(Grid(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
+    spool, _ = Spool.create(Plan(Grid.lab(step=0.5), (2, 2), "numpy"), tmp_path / "jobs", tmp_path / "outputs")
     victim = tmp_path / "another project" / "outputs"
     planted_id = new_plan_id()
     (victim / "tiles" / planted_id).mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_a_plan_planted_in_the_spool_cannot_make_plan_delete_another_projects_re
     manifest.update(id=planted_id, outputs=str(victim))
     (planted / "plan.json").write_text(json.dumps(manifest))
     (planted / "successor.json").write_text("{}")  # looks retired: the next plan's sweep removes it
-    Spool.create(Plan(Grid(step=0.25), (2, 2), "numpy"), tmp_path / "jobs", replace=True)
+    Spool.create(Plan(Grid.lab(step=0.25), (2, 2), "numpy"), tmp_path / "jobs", replace=True)
     assert not planted.exists()
     assert (victim / "tiles" / planted_id / "tile-r000-c000.npy").read_bytes() == b"their work"
     assert (victim / "stitched.npy").read_bytes() == b"their result"

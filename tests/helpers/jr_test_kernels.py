@@ -4,9 +4,12 @@ They compute the real Gaussian, so a spool drained with them still stitches to t
 result bit for bit; they only add delays or failures around it.
 """
 
+import math
 import os
 import time
 from pathlib import Path
+
+import numpy as np
 
 from jobrunner.kernels import gaussian_numpy
 
@@ -79,3 +82,24 @@ def fails_in_workers(x, y, sigma=1.0):
     if x.size * y.size > 6 and not in_parent and x.ravel()[0] != -2.0:
         raise RuntimeError("this kernel fails in pool processes, on purpose")
     return gaussian_numpy(x, y, sigma)
+
+
+# -- research grids: any number of named axes --------------------------------------------------------
+def line(x, a=1.0):
+    """A 1-D field."""
+    return a * x * x - x
+
+
+def ripple(x, y, depth, k=1.0):
+    """A 3-D field, vectorized: each axis arrives by its name, shaped to broadcast."""
+    return np.sin(k * x) * np.cos(y) * np.exp(-depth / 10.0)
+
+
+def ripple_at(x, y, depth, k=1.0):
+    """The same field one cell at a time, with the math module, which refuses arrays: ``--pointwise``."""
+    return math.sin(k * x) * math.cos(y) * math.exp(-depth / 10.0)
+
+
+def digits(a, b, c, d):
+    """A 4-D field whose every cell says where it is: a + 10 b + 100 c + 1000 d."""
+    return a + 10 * b + 100 * c + 1000 * d
