@@ -94,7 +94,8 @@ folder of partials; a run that ends otherwise removes its own folder and dead lo
 when they are empty; a replaced plan's folders go whole (see jobrunner.publish).  A worker that finds a
 job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
 moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
-the job stranded.  ``status`` judges a claim on its own host by its pid, and probes the lock
+the job stranded; in lease mode a marker naming no live process of this host (a worker killed
+while filelock made it leaves an empty one) is waited out until its lease runs out and taken over.  ``status`` judges a claim on its own host by its pid, and probes the lock
 only for claims from other hosts.
 
 Stopping a worker: between tiles, by ``jobrunner drain`` or a deadline (see
