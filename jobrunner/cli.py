@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.grid import Grid, grid_from_options, parse_tiling
+from jobrunner.grid import Grid, field_units, grid_from_options, parse_tiling, parse_units
 from jobrunner.kernels import local_kernel_folder
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
@@ -106,14 +106,19 @@ AxisOption = Annotated[
 ]
 UnitOption = Annotated[
     Optional[list[str]],
-    typer.Option("--unit", metavar="NAME=UNIT", help="The unit of an axis's values (depth=m). Repeatable."),
+    typer.Option(
+        "--unit",
+        metavar="NAME=UNIT",
+        help="The unit of an axis's values (depth=km), or of a field the kernel returns (misfit=s). Repeatable.",
+    ),
 ]
 KernelOption = Annotated[
     str,
     typer.Option(
         "--kernel",
         help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), sphere (a buried "
-        "sphere's gravity), or package.module:function (a module in the folder where you run `plan` is found).",
+        "sphere's gravity), quake (an earthquake-location misfit over x, y, depth; --pointwise), or "
+        "package.module:function (a module in the folder where you run `plan` is found). See `jobrunner kernels`.",
     ),
 ]
 ParamOption = Annotated[
@@ -206,9 +211,11 @@ def serial(
     """
     from jobrunner.serial import run_serial
 
-    grid = grid_from_options(axis or [], unit or [], step, extent)
+    units = parse_units(unit or [])
+    grid = grid_from_options(axis or [], units, step, extent)
     here = local_kernel_folder(kernel, Path.cwd())
-    the_plan = Plan(grid, (1,) * len(grid.axes), kernel, _kernel_params(param, sigma), pointwise, here)
+    params = _kernel_params(param, sigma)
+    the_plan = Plan(grid, (1,) * len(grid.axes), kernel, params, pointwise, here, units=field_units(units, grid))
     with _progress_bar("serial", unit="blocks") as advance:
         result = run_serial(the_plan, outputs, on_progress=lambda done, total: advance(done, total))
     size = " x ".join(str(n) for n in grid.shape)
@@ -247,9 +254,11 @@ def plan(
     """
     from jobrunner.spool import Spool
 
-    grid = grid_from_options(axis or [], unit or [], step, extent)
+    units = parse_units(unit or [])
+    grid = grid_from_options(axis or [], units, step, extent)
     here = local_kernel_folder(kernel, Path.cwd())  # workers started anywhere import it from here
-    the_plan = Plan(grid, parse_tiling(tiles), kernel, _kernel_params(param, sigma), pointwise, here)
+    params = _kernel_params(param, sigma)
+    the_plan = Plan(grid, parse_tiling(tiles), kernel, params, pointwise, here, units=field_units(units, grid))
     created, wrote = Spool.create(the_plan, spool, outputs, replace=replace)
     verb = "planned" if wrote else "already planned (nothing changed)"
     out.print(
@@ -469,16 +478,19 @@ def kernels() -> None:
     for name, reference in BUILTIN_KERNELS.items():
         function = load_kernel(name)
         summary = (inspect.getdoc(function) or "").splitlines()[0]
-        taken = kernel_parameters(function, ("x", "y")) or {}
+        axes = getattr(function, "axes", ("x", "y"))
+        taken = kernel_parameters(function, axes) or {}
         params = ", ".join(
             f"{p}={d!r}" if d is not inspect.Parameter.empty else f"{p} (required)" for p, d in taken.items()
         )
+        how = ", one cell at a time: pass --pointwise" if getattr(function, "pointwise", False) else ""
         out.print(f"[bold]{name}[/]  ({reference})  {summary}", highlight=False)
-        out.print(f"    parameters: {params or 'none'}", highlight=False)
+        out.print(f"    axes: {', '.join(axes)}{how}; parameters: {params or 'none'}", highlight=False)
     out.print(
         "Your own: --kernel module:function, a function of the axes by name (x, y, or those of --axis) and its "
-        "parameters (--param NAME=VALUE), returning a float array of the tile's shape; or one number per cell "
-        "with --pointwise. A module in the folder where you run `plan` is found by every worker.",
+        "parameters (--param NAME=VALUE), returning a float array of the tile's shape (or a dict of them, one per "
+        "field); or one number (or a dict of numbers) per cell with --pointwise. A module in the folder where you "
+        "run `plan` is found by every worker.",
         highlight=False,
     )
 
@@ -518,16 +530,45 @@ def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
 
 @app.command()
 def reduce(
-    partial: Annotated[bool, typer.Option("--partial", help="Stitch even with tiles missing; holes are NaN.")] = False,
+    partial: Annotated[
+        bool,
+        typer.Option("--partial", help="Stitch even with tiles missing; holes are NaN (stitched.nc marks them)."),
+    ] = False,
+    field: Annotated[
+        Optional[str],
+        typer.Option(
+            "--field",
+            metavar="NAME",
+            help="The field the figure draws, for a kernel with several (default: the first).",
+        ),
+    ] = None,
+    slice_at: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--slice",
+            metavar="NAME=VALUE",
+            help="Where the figure cuts an axis after the first two: the point nearest VALUE (default: the middle "
+            "point). Repeatable, one per axis.",
+        ),
+    ] = None,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = None,
 ) -> None:
-    """Stitch the tiles into <outputs>/stitched.npy and draw stitched.png."""
+    """Stitch the tiles into <outputs>/stitched.npy and stitched.nc, and draw stitched.png.
+
+    stitched.nc is the labelled result (NetCDF-4, CF conventions): a coordinate per axis and a
+    variable per field, for xarray.open_dataset("outputs/stitched.nc"). The figure draws one
+    field over the first two axes, at one point of each further axis.
+    """
+    from jobrunner.figures import parse_slices
     from jobrunner.stitch import reduce as run_reduce
 
-    result = run_reduce(_spool(spool, outputs), partial)
+    result = run_reduce(_spool(spool, outputs), partial, field, parse_slices(slice_at or []))
     size = " x ".join(str(n) for n in result.shape)
-    out.print(f"stitched {size}: wrote {result.array} and {result.figure}")
+    products = [result.array, *([result.dataset] if result.dataset else []), result.figure]
+    out.print(f"stitched {size}: wrote {', '.join(map(str, products[:-1]))} and {products[-1]}", highlight=False)
+    for note in result.notes:
+        out.print(Text.assemble(("note: ", "yellow"), note))  # not markup: [netcdf] is no style
     if result.missing:
         out.print(f"[yellow]partial:[/yellow] {len(result.missing)} tiles missing, stored as NaN")
 

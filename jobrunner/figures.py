@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jobrunner import labels
+from jobrunner.errors import JobRunnerError
 from jobrunner.files import write_atomically
-from jobrunner.kernels import load_kernel
 from jobrunner.plan import Plan, lab_step
 
 #: The longest side, in cells, that a figure draws; larger fields are strided down to this.
@@ -30,11 +31,13 @@ def decimation(shape: tuple[int, ...]) -> int:
 @dataclass(frozen=True)
 class FigureView:
     """What a figure of a field over the grid draws: the first two axes (the only one, on a 1-D
-    grid), every ``stride``-th cell, at one index ``fixed`` along each further axis."""
+    grid), every ``stride``-th cell, at one index ``fixed`` along each further axis, of the field
+    ``field`` (None: the array has no fields, it is the field)."""
 
     shape_of_grid: tuple[int, ...]
     stride: int
     fixed: tuple[int, ...] = ()
+    field: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -47,7 +50,7 @@ class FigureView:
         block = rows[first - row_start :: self.stride]
         if len(self.shape_of_grid) > 1:
             block = block[(slice(None), slice(None, None, self.stride), *self.fixed)]
-        into[first // self.stride : -(-row_stop // self.stride)] = block
+        into[first // self.stride : -(-row_stop // self.stride)] = block[self.field] if self.field else block
 
     def of(self, values: np.ndarray) -> np.ndarray:
         """The view of a whole field."""
@@ -56,30 +59,58 @@ class FigureView:
         return view
 
 
-def figure_view(plan: Plan) -> FigureView:
-    """The plan's figures draw its first two axes at the middle of every further axis."""
+def parse_slices(texts: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """``--slice NAME=VALUE`` options: where along each further axis a figure is drawn."""
+    at: dict[str, float] = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        try:
+            at[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip() or not math.isfinite(at.get(name.strip(), math.nan)):
+            raise JobRunnerError(f"--slice takes NAME=VALUE, a point along a further axis (depth=10), not {text!r}")
+    return at
+
+
+def slice_indices(plan: Plan, at: dict[str, float] | None = None) -> tuple[int, ...]:
+    """The index along each axis past the first two where a figure is drawn: the point nearest the
+    value ``at`` gives for it, else the middle one."""
+    at = at or {}
+    names, points = plan.grid.names, plan.grid.points()
+    for name in at:
+        if name not in names:
+            raise JobRunnerError(f"--slice names no axis: {name} (the axes are {', '.join(names)})")
+        if name in names[:2]:
+            further = ", ".join(names[2:]) or "none here"
+            raise JobRunnerError(
+                f"--slice {name}=...: the figure draws {' and '.join(names[:2])} whole; it slices only the axes "
+                f"after them ({further})"
+            )
+    fixed = []
+    for name, values in zip(names[2:], points[2:], strict=True):
+        if name not in at:
+            fixed.append(len(values) // 2)
+            continue
+        value, low, high = at[name], values.min(), values.max()
+        half = (high - low) / max(1, len(values) - 1) / 2
+        if not low - half <= value <= high + half:
+            raise JobRunnerError(f"--slice {name}={value:g} is off the axis, which runs from {low:g} to {high:g}")
+        fixed.append(int(np.argmin(np.abs(values - value))))
+    return tuple(fixed)
+
+
+def figure_view(plan: Plan, at: dict[str, float] | None = None, field: str | None = None) -> FigureView:
+    """The plan's figures draw its first two axes at the middle of every further axis (or ``at`` the
+    points given), of its first field (or ``field``)."""
     shape = plan.shape
-    return FigureView(shape, decimation(shape[:2]), tuple(n // 2 for n in shape[2:]))
+    chosen = labels.field(plan, field).name  # an unknown name is refused, with the known ones
+    return FigureView(shape, decimation(shape[:2]), slice_indices(plan, at), chosen if plan.fields else None)
 
 
-def _kernel_attribute(plan: Plan, name: str, default: str) -> str:
-    return str(getattr(load_kernel(plan.kernel, plan.kernel_folder), name, default))
-
-
-def _unit(plan: Plan, index: int) -> str:
-    """An axis's unit: its own, else the kernel's ``axis_unit`` (the built-in sphere's axes are in m)."""
-    return plan.grid.axes[index].unit or _kernel_attribute(plan, "axis_unit", "")
-
-
-def axis_label(plan: Plan, index: int) -> str:
-    """``depth [m]``: an axis's name and unit."""
-    unit = _unit(plan, index)
-    name = plan.grid.axes[index].name
-    return f"{name} [{unit}]" if unit else name
-
-
-def field_title(plan: Plan, what: str, note: str = "") -> str:
-    name = _kernel_attribute(plan, "title", plan.kernel)
+def field_title(plan: Plan, what: str, note: str = "", view: FigureView | None = None) -> str:
+    view = view or figure_view(plan)
+    name = labels.title(plan)
     params = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in plan.params.items())
     plan_id = f", plan {plan.id}" if plan.id else ""
     size = " x ".join(str(n) for n in plan.shape)
@@ -87,34 +118,36 @@ def field_title(plan: Plan, what: str, note: str = "") -> str:
     grid = f"step {step:g}" if step is not None else plan.grid.describe()
     points = plan.grid.points()
     at = ", ".join(
-        f"{plan.grid.axes[k].name} = {points[k][i]:g} {_unit(plan, k)}".rstrip()
-        for k, i in enumerate(figure_view(plan).fixed, start=2)
+        f"{plan.grid.axes[k].name} = {points[k][i]:g} {labels.axis_unit(plan, k)}".rstrip()
+        for k, i in enumerate(view.fixed, start=2)
     )
     at = f"at {at}" if at else ""
+    if view.field:
+        name = f"{name}: {view.field}"
     lines = [f"{name}, {what}", params, *textwrap.wrap(f"{size} points, {grid}{plan_id}", 90), at, note]
     return "\n".join(line for line in lines if line)
 
 
-def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) -> None:
+def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path, view: FigureView | None = None) -> None:
     """Draw a field over the plan's grid to ``target`` as PNG, atomically.
 
-    ``values`` is the whole field, or the plan's :func:`figure_view` of it (as reduce gathers it);
-    the view is taken here otherwise.  Two axes or more: an image over the first two, the first
-    across; one axis: a line.
+    ``values`` is the whole result, or ``view`` of it (as reduce gathers it); the view is taken here
+    otherwise (default: :func:`figure_view`).  Two axes or more: an image over the first two, the
+    first across; one axis: a line.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    view = figure_view(plan)
-    drawn = np.asarray(values) if values.shape == view.shape else view.of(values)
+    view = view or figure_view(plan)
+    drawn = np.asarray(values) if values.shape == view.shape and not values.dtype.names else view.of(values)
     points = [p[:: view.stride] for p in plan.grid.points()[:2]]
-    label = _kernel_attribute(plan, "label", f"{plan.kernel.rpartition(':')[2]}({', '.join(plan.grid.names)})")
+    label = labels.field(plan, view.field).label
 
     figure = Figure(figsize=(7.2, 6.0 if len(points) > 1 else 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.set_xlabel(axis_label(plan, 0))
+    axes.set_xlabel(labels.axis_label(plan, 0))
     if len(points) == 1:
         axes.plot(points[0], drawn, color="tab:blue")
         axes.set_ylabel(label)
@@ -129,10 +162,13 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path) 
             image = axes.imshow(field, origin="lower", extent=extent, cmap=colormap, aspect="auto")
         else:  # uneven values (depths 0, 5, 10, 20, 40): one cell per point, bounded halfway to its neighbours
             image = axes.pcolormesh(_edges(points[0]), _edges(points[1]), field, cmap=colormap)
-        if plan.grid.axes[0].unit == plan.grid.axes[1].unit:
+        if labels.axis_unit(plan, 0) == labels.axis_unit(plan, 1):
             axes.set_aspect("equal")  # a map: the same unit both ways
         figure.colorbar(image, ax=axes, label=label, shrink=0.9)
-        axes.set_ylabel(axis_label(plan, 1))
+        axes.set_ylabel(labels.axis_label(plan, 1))
+        for name, first, second in labels.kernel_attribute(plan, "markers", ()):  # stations, wells: on the map
+            axes.plot(first, second, marker="^", color="white", markeredgecolor="black", linestyle="none")
+            axes.annotate(name, (first, second), xytext=(4, 4), textcoords="offset points", fontsize=7, color="white")
     stride = view.stride
     axes.set_title(title + (f"  (drawn every {stride}th cell)" if stride > 1 else ""), fontsize=10)
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
@@ -286,9 +322,9 @@ def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) 
         axes.fill([x0, x1, x1, x0], [y0, y0, y1, y1], color=colour, ec="white" if edge else colour, lw=0.5)
     axes.set_xlim(x[0], x[-1])
     axes.set_ylim(y[0], y[-1])
-    axes.set_xlabel(axis_label(plan, 0))
+    axes.set_xlabel(labels.axis_label(plan, 0))
     if len(points) > 1:
-        axes.set_ylabel(axis_label(plan, 1))
+        axes.set_ylabel(labels.axis_label(plan, 1))
         if plan.grid.axes[0].unit == plan.grid.axes[1].unit:
             axes.set_aspect("equal")
     else:

@@ -155,14 +155,15 @@ class Axis:
             return np.linspace(self.start, self.stop, self.count)
         return np.array(self.values, dtype=np.float64)
 
-    def describe(self) -> str:
-        """The axis as ``--axis`` takes it."""
+    def describe(self, exact: bool = False) -> str:
+        """The axis as ``--axis`` takes it: short, or ``exact`` (every number as it is stored)."""
+        number = repr if exact else (lambda value: f"{value:g}")
         if self.spacing is Spacing.ARANGE:
-            spec = f"{self.start:g}:{self.stop:g}:{self.step:g}"
+            spec = f"{number(self.start)}:{number(self.stop)}:{number(self.step)}"
         elif self.spacing is Spacing.COUNT:
-            spec = f"{self.start:g}:{self.stop:g}/{self.count}"
+            spec = f"{number(self.start)}:{number(self.stop)}/{self.count}"
         else:
-            spec = ",".join(f"{v:g}" for v in self.values)
+            spec = ",".join(number(v) for v in self.values)
         return f"{self.name}={spec}"
 
     def to_document(self) -> dict:
@@ -334,29 +335,38 @@ def tile_grid(shape: tuple[int, ...], tiling: tuple[int, ...]) -> list[Tile]:
 LAB_EXTENT, LAB_STEP = (-2.0, 2.0, -2.0, 2.0), 0.001
 
 
-def grid_from_options(
-    axes: list[str] | tuple[str, ...] = (),
-    units: list[str] | tuple[str, ...] = (),
-    step: float | None = None,
-    extent: tuple[float, float, float, float] | None = None,
-) -> Grid:
-    """The grid that ``--axis`` (repeatable, in order), ``--unit NAME=UNIT``, or the lab's
-    ``--step`` and ``--extent`` describe (not both kinds)."""
-    if axes and (step is not None or extent is not None):
-        raise JobRunnerError(
-            "give the grid either by --axis (one per axis) or by the lab's --step and --extent, not both"
-        )
+def parse_units(units: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``--unit NAME=UNIT`` options, each naming an axis or a field of the kernel's result."""
     unit_of: dict[str, str] = {}
     for text in units:
         name, sep, unit = text.partition("=")
         if not sep or not name.strip():
             raise JobRunnerError(f"--unit takes NAME=UNIT, such as depth=m, not {text!r}")
         unit_of[name.strip()] = unit.strip()
+    return unit_of
+
+
+def grid_from_options(
+    axes: list[str] | tuple[str, ...] = (),
+    units: dict[str, str] | None = None,
+    step: float | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+) -> Grid:
+    """The grid that ``--axis`` (repeatable, in order), or the lab's ``--step`` and ``--extent``
+    describe (not both kinds), with the ``units`` that name its axes (others name fields: see
+    :func:`field_units`)."""
+    if axes and (step is not None or extent is not None):
+        raise JobRunnerError(
+            "give the grid either by --axis (one per axis) or by the lab's --step and --extent, not both"
+        )
     if axes:
         grid = Grid(tuple(Axis.parse(text) for text in axes))
     else:
         grid = Grid.lab(*(extent if extent is not None else LAB_EXTENT), step=LAB_STEP if step is None else step)
-    unknown = sorted(set(unit_of) - set(grid.names))
-    if unknown:
-        raise JobRunnerError(f"--unit names no axis: {', '.join(unknown)} (the axes are {', '.join(grid.names)})")
+    unit_of = units or {}
     return Grid(tuple(dataclasses.replace(a, unit=unit_of.get(a.name, a.unit)) for a in grid.axes))
+
+
+def field_units(units: dict[str, str], grid: Grid) -> dict[str, str]:
+    """The ``--unit``s that name no axis of ``grid``: units of the kernel's fields (the probe checks the names)."""
+    return {name: unit for name, unit in units.items() if name not in grid.names}

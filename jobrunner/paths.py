@@ -153,9 +153,11 @@ class SpoolPaths:
         return self.outputs / name
 
     @cached_property
-    def stitched(self) -> tuple[Path, Path, Path]:
-        """reduce's products: the array, its figure, and ``stitched.json``, which names their plan."""
-        return self.product("stitched.npy"), self.product("stitched.png"), self.product("stitched.json")
+    def stitched(self) -> tuple[Path, Path, Path, Path]:
+        """reduce's products: the array, its figure, ``stitched.json``, which names their plan, and the
+        labelled dataset (``stitched.nc``)."""
+        names = ("stitched.npy", "stitched.png", "stitched.json", "stitched.nc")
+        return tuple(self.product(name) for name in names)
 
     @staticmethod
     def partial(target: Path, writer: str) -> Path:

@@ -1,17 +1,21 @@
 """A plan: the grid, how it is cut into tiles, and the kernel that fills them.  Pure values, no I/O.
 
-Two plans are equal when they ask for the same work (grid, tiling, kernel, parameters); a plan
-also carries its identity once published (``id``, and ``code``, the fingerprint of the kernel's
-source it is to be computed with; see :mod:`jobrunner.identity`), which equality ignores:
-:meth:`Plan.same_computation` compares the code too.
+Two plans are equal when they ask for the same work (grid, tiling, kernel, parameters, the
+units of its fields); a plan also carries the names of its kernel's fields (fixed by the probe,
+:func:`jobrunner.compute.probe_kernel`) and its identity once published (``id``, and ``code``,
+the fingerprint of the kernel's source it is to be computed with; see :mod:`jobrunner.identity`),
+which equality ignores: :meth:`Plan.same_computation` compares the code too.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Axis, Grid, Spacing, Tile, check_tiling, tile_grid
@@ -35,6 +39,10 @@ class Plan:
     kernel_folder: str = field(default="", compare=False)  # where plan found the kernel's module, if not installed
     id: str = field(default="", compare=False)  # made when published (jobrunner.publish)
     code: str = field(default="", compare=False)  # the kernel's code fingerprint at planning time
+    #: The names of the fields a kernel returns as a dict, in the probe's order; () for a kernel that
+    #: returns one array.  Fixed by the probe, so derived from the kernel: equality ignores it.
+    fields: tuple[str, ...] = field(default=(), compare=False)
+    units: dict[str, str] = field(default_factory=dict)  # --unit of a field (NAME=UNIT), checked by the probe
 
     def __post_init__(self) -> None:
         kernel_reference(self.kernel)  # an unknown kernel name fails here, before anything is written
@@ -60,6 +68,11 @@ class Plan:
                 "by its name, so rename the axis or the parameter"
             )
         object.__setattr__(self, "pointwise", bool(self.pointwise))
+        object.__setattr__(self, "fields", tuple(self.fields))
+        if not all(isinstance(name, str) and name.isidentifier() for name in self.fields):
+            raise JobRunnerError(f"field names must be Python names, got {', '.join(map(repr, self.fields))}")
+        if not all(isinstance(k, str) and isinstance(v, str) and "\n" not in v for k, v in self.units.items()):
+            raise JobRunnerError("the units of fields must be one line of text each")
 
     @classmethod
     def create(
@@ -75,6 +88,13 @@ class Plan:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.grid.shape
+
+    @property
+    def tile_dtype(self) -> np.dtype:
+        """What each cell of a tile (and of the stitched array) holds: one float64, or one per field."""
+        if not self.fields:
+            return np.dtype("<f8")
+        return np.dtype([(name, "<f8") for name in self.fields])
 
     @property
     def tiling_text(self) -> str:
@@ -103,6 +123,8 @@ class Plan:
             "pointwise": self.pointwise,
             "kernel_folder": self.kernel_folder,
             "params": self.params,
+            "fields": list(self.fields),
+            "units": self.units,
         }
 
     def to_json(self) -> str:
@@ -134,7 +156,20 @@ class Plan:
             kernel, folder = str(document["kernel"]), document["kernel_folder"]
             if not isinstance(folder, str):
                 raise ValueError("kernel_folder must be a string")
-            return cls(grid, tuple(tiles), kernel, params, document["pointwise"], folder, **identity)
+            fields, units = document.get("fields", []), document.get("units", {})
+            if not isinstance(fields, list) or not isinstance(units, dict):
+                raise ValueError("fields must be a list and units an object")
+            return cls(
+                grid,
+                tuple(tiles),
+                kernel,
+                params,
+                document["pointwise"],
+                folder,
+                **identity,
+                fields=tuple(fields),
+                units=units,
+            )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, JobRunnerError) as error:
             raise JobRunnerError(f"{source} is not a valid jobrunner plan ({error})") from None
 
@@ -146,13 +181,28 @@ class Plan:
             raise JobRunnerError(f"{source} is not a valid jobrunner plan ({error})") from None
         return cls.from_document(document, source)
 
+    def command(self) -> str:
+        """The ``jobrunner plan`` command that makes this plan, every number exact (the dataset's history)."""
+        words = ["jobrunner", "plan"]
+        for axis in self.grid.axes:
+            words += ["--axis", axis.describe(exact=True)] + (
+                ["--unit", f"{axis.name}={axis.unit}"] if axis.unit else []
+            )
+        words += ["--tiles", self.tiling_text, "--kernel", self.kernel] + (["--pointwise"] if self.pointwise else [])
+        for name, value in self.params.items():
+            words += ["--param", f"{name}={json.dumps(value)}"]
+        for name, unit in self.units.items():
+            words += ["--unit", f"{name}={unit}"]
+        return shlex.join(words)
+
     def describe(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
         size = " x ".join(str(n) for n in self.shape)
         step = lab_step(self.grid)
         grid = f"{size} grid, step {step:g}" if step is not None else f"{size} grid ({self.grid.describe()})"
         kernel = f"kernel {self.kernel}" + (" (pointwise)" if self.pointwise else "")
-        return f"{grid}, tiles {self.tiling_text}, {kernel}" + (f" ({params})" if params else "")
+        fields = f", fields {', '.join(self.fields)}" if self.fields else ""
+        return f"{grid}, tiles {self.tiling_text}, {kernel}" + (f" ({params})" if params else "") + fields
 
 
 def lab_step(grid: Grid) -> float | None:

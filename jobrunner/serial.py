@@ -34,9 +34,12 @@ class SerialResult:
 
 
 def compute_whole(plan: Plan, on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The plan's kernel over its whole grid, in blocks along the first axis (its tiling is ignored)."""
+    """The plan's kernel over its whole grid, in blocks along the first axis (its tiling is ignored).
+
+    ``plan``: as the probe returns it (:func:`jobrunner.compute.probe_kernel`), if its kernel has fields.
+    """
     shape = plan.shape
-    values = np.empty(shape)
+    values = np.empty(shape, dtype=plan.tile_dtype)
     blocks = split(shape[0], min(shape[0], BLOCKS))
     rest = tuple((0, n) for n in shape[1:])
     for done, (start, stop) in enumerate(blocks, 1):
@@ -57,7 +60,7 @@ def run_serial(
     """Time ``plan``'s kernel over its whole grid in this process; save ``<outputs>/serial.npy`` and ``serial.png``."""
     from jobrunner.figures import field_title, save_field_figure
 
-    probe_kernel(plan)  # a kernel that cannot run says so in one line, before the long loop
+    plan = probe_kernel(plan)  # a kernel that cannot run says so in one line, before the long loop
     paths = SpoolPaths.outputs_only(outputs)
     ensure_folder(paths.outputs, "outputs", "--outputs")
     started = time.perf_counter()

@@ -23,7 +23,8 @@ Layout
                                     bytes once done, every finished attempt (each with the code
                                     fingerprint and versions that ran it)
     <outputs>/owner.json            the spool these outputs belong to
-    T/<id>.npy                      the job's tile: float64, C order, the tile's shape (jobrunner.tilefile)
+    T/<id>.npy                      the job's tile: float64 (one per field: Plan.tile_dtype), C order, the
+                                    tile's shape (jobrunner.tilefile)
     .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
                                     own folder inside the folder of its final name
     .<name>.<host>-<pid>.partial    any other file being written, beside its final name
@@ -95,8 +96,9 @@ when they are empty; a replaced plan's folders go whole (see jobrunner.publish).
 job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
 moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
 the job stranded; in lease mode a marker naming no live process of this host (a worker killed
-while filelock made it leaves an empty one) is waited out until its lease runs out and taken over.  ``status`` judges a claim on its own host by its pid, and probes the lock
-only for claims from other hosts.
+while filelock made it leaves an empty one) is waited out until its lease runs out and taken
+over.  ``status`` judges a claim on its own host by its pid, and probes the lock only for claims
+from other hosts.
 
 Stopping a worker: between tiles, by ``jobrunner drain`` or a deadline (see
 :mod:`jobrunner.stopping`); or at once, by SIGTERM (``scancel``, a Slurm walltime) or Ctrl-C,
@@ -266,7 +268,7 @@ class Spool:
         refused unless ``replace``, which always publishes a new plan (a new id, none of the old
         plan's progress) and retires the old one (see :mod:`jobrunner.publish`).
         """
-        probe_kernel(plan)
+        plan = probe_kernel(plan)  # with the fields the kernel returns
         plan = dataclasses.replace(plan, code=code_fingerprint(plan.kernel, plan.kernel_folder))
         folder = SpoolPaths(spool, spool).spool
         ensure_folder(folder, "spool", "--spool")
@@ -499,7 +501,7 @@ class Spool:
         try:
             write_atomically(
                 target,
-                lambda file: checksum.append(write_tile(file, tile)),
+                lambda file: checksum.append(write_tile(file, tile, self.plan.tile_dtype)),
                 self.paths.tile_partial(job_id, writer_tag()),
                 self.tree,
             )

@@ -1,12 +1,13 @@
-"""Stitch the tiles into one array and one figure.
+"""Stitch the tiles into one array, one labelled dataset and one figure.
 
 The array is created as a memory-mapped ``.npy`` (``open_memmap``) under a partial name and filled
 a block of rows at a time, through a short-lived mapping of just those rows, from tile rows read
 at their file offsets: resident memory stays at a few blocks, whatever the grid's size (a single
 mapping of the whole array would keep every page it touched resident).  The figure is drawn from
-a decimated copy gathered while stitching, so the array is never read back.  Both files are
-renamed into place only when both are complete: a refused or failed reduce leaves an earlier
-``stitched.npy`` and ``stitched.png`` untouched.
+a decimated copy gathered while stitching, so the array is never read back; the dataset
+(``stitched.nc``, see :mod:`jobrunner.dataset`) is written from the same blocks.  The files are
+renamed into place only when all are complete: a refused or failed reduce leaves an earlier
+``stitched.npy``, ``stitched.nc`` and ``stitched.png`` untouched.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import errno
 import json
 import math
 import os
+import shlex
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from jobrunner import dataset
+from jobrunner.dataset import DatasetWriter
 from jobrunner.errors import JobRunnerError
 from jobrunner.figures import FigureView, field_title, figure_view, save_field_figure
 from jobrunner.files import create_new, ensure_folder, write_text
@@ -42,6 +47,8 @@ class ReduceResult:
     figure: Path
     shape: tuple[int, ...]
     missing: list[str]  # jobs stitched as NaN (only with partial=True)
+    dataset: Path | None = None  # stitched.nc, unless its writer is not installed
+    notes: tuple[str, ...] = ()  # what the user should know (a product not written, and why)
 
 
 def _listing(ids: list[str]) -> str:
@@ -87,7 +94,7 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
         path = spool.paths.tile(status.id)
         try:
             recorded = status.record.tile if status.record else None
-            why = check_tile(path, tiles[status.id].shape, recorded, checked, spool.tree)
+            why = check_tile(path, tiles[status.id].shape, recorded, checked, spool.tree, spool.plan.tile_dtype)
         except NotATile as error:
             raise JobRunnerError(
                 f"{error}: someone put it there; move it away and reduce again (its job is then computed "
@@ -130,15 +137,24 @@ def _read_rows(path: Path, start: int, stop: int, checked: dict, tree: Tree | No
     return rows.reshape(stop - start, *shape[1:])
 
 
-def _stitch(spool: Spool, done: list[str], target: Path, fill_holes: bool, checked: dict) -> np.ndarray:
-    """Write every done tile into a new ``.npy`` at ``target``; return the figure's decimated view."""
-    shape = spool.plan.shape
+def _stitch(
+    spool: Spool,
+    done: list[str],
+    target: Path,
+    fill_holes: bool,
+    checked: dict,
+    view: FigureView,
+    labelled: DatasetWriter | None,
+) -> np.ndarray:
+    """Write every done tile into a new ``.npy`` at ``target`` (and ``labelled``); return ``view`` of it."""
+    shape, dtype = spool.plan.shape, spool.plan.tile_dtype
     with create_new(target) as file:  # never through a link planted at the partial's name
-        np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(file, header)
         file.flush()
         offset = file.tell()
-        _reserve(file, offset + math.prod(shape) * 8, target.parent)
-        return _fill(spool, done, file, offset, figure_view(spool.plan), fill_holes, checked)
+        _reserve(file, offset + math.prod(shape) * dtype.itemsize, target.parent)
+        return _fill(spool, done, file, offset, view, fill_holes, checked, labelled)
 
 
 def _reserve(file, size: int, folder: Path) -> None:
@@ -158,24 +174,41 @@ def _reserve(file, size: int, folder: Path) -> None:
         ) from None
 
 
-def _fill(spool: Spool, done, file, offset: int, view: FigureView, fill_holes: bool, checked: dict) -> np.ndarray:
+def block_rows(plan) -> int:
+    """How many indices of the first axis are stitched at once: about BLOCK_BYTES of the array."""
+    return max(1, BLOCK_BYTES // (math.prod(plan.shape[1:]) * plan.tile_dtype.itemsize))
+
+
+def _fill(
+    spool: Spool,
+    done,
+    file,
+    offset: int,
+    view: FigureView,
+    fill_holes: bool,
+    checked: dict,
+    labelled: DatasetWriter | None,
+) -> np.ndarray:
     """Fill the reserved array a block of rows (along the first axis) at a time, through
-    short-lived mappings of ``file``; gather the figure's view of it on the way."""
-    shape = spool.plan.shape
-    row = math.prod(shape[1:])  # cells in one index of the first axis
-    tiles = spool.plan.tile_by_id()
-    block_rows = max(1, BLOCK_BYTES // (row * 8))
+    short-lived mappings of ``file``; gather the figure's view of it, and write the dataset's
+    block, on the way."""
+    plan = spool.plan
+    shape, dtype = plan.shape, plan.tile_dtype
+    row = math.prod(shape[1:]) * dtype.itemsize  # bytes of one index of the first axis
+    tiles = plan.tile_by_id()
     by_band: dict[int, list] = {}
     for job_id in done:
         by_band.setdefault(tiles[job_id].bounds[0][0], []).append(tiles[job_id])
     preview = np.full(view.shape, np.nan)
-    for row_start in range(0, shape[0], block_rows):
-        row_stop = min(shape[0], row_start + block_rows)
-        rows = np.memmap(
-            file, np.float64, "r+", offset=offset + row_start * row * 8, shape=(row_stop - row_start, *shape[1:])
-        )
-        if fill_holes:
-            rows[...] = np.nan
+    step = block_rows(plan)
+    for row_start in range(0, shape[0], step):
+        row_stop = min(shape[0], row_start + step)
+        rows = np.memmap(file, dtype, "r+", offset=offset + row_start * row, shape=(row_stop - row_start, *shape[1:]))
+        computed = None
+        if fill_holes:  # every cell of a hole is NaN, and marked not computed
+            computed = np.zeros(rows.shape, dtype=np.uint8)
+            for name in dtype.names or (None,):
+                (rows[name] if name else rows)[...] = np.nan
         for band_start, band in by_band.items():
             lo, hi = max(row_start, band_start), min(row_stop, band[0].bounds[0][1])
             if lo >= hi:
@@ -183,8 +216,13 @@ def _fill(spool: Spool, done, file, offset: int, view: FigureView, fill_holes: b
             for tile in band:
                 tile_path = spool.paths.tile(tile.id)
                 values = _read_rows(tile_path, lo - band_start, hi - band_start, checked, spool.tree)
-                rows[(slice(lo - row_start, hi - row_start), *tile.slices[1:])] = values
+                where = (slice(lo - row_start, hi - row_start), *tile.slices[1:])
+                rows[where] = values
+                if computed is not None:
+                    computed[where] = 1
         view.gather(rows, row_start, row_stop, preview)
+        if labelled is not None:
+            labelled.write(row_start, row_stop, rows, computed)
         rows.flush()
         del rows
     return preview
@@ -209,6 +247,7 @@ def _provenance(spool: Spool, missing: list[str]) -> str:
                 "spool": str(spool.paths.spool),
                 "kernel": plan.kernel,
                 "params": plan.params,
+                "fields": list(plan.fields),
                 "shape": list(plan.shape),
                 "tiles_missing": missing,
                 "stitched_at": time.time(),
@@ -220,8 +259,25 @@ def _provenance(spool: Spool, missing: list[str]) -> str:
     )
 
 
-def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
-    """Stitch every done tile into ``<outputs>/stitched.npy`` and draw ``stitched.png``."""
+def _hosts(done: list[JobStatus]) -> dict[str, int]:
+    """How many of the done tiles each host computed (the attempt that finished each)."""
+    hosts: dict[str, int] = {}
+    for status in done:
+        finished = [a for a in (status.record.attempts if status.record else []) if a.outcome == DONE]
+        if finished:
+            hosts[finished[-1].host] = hosts.get(finished[-1].host, 0) + 1
+    return hosts
+
+
+def reduce(
+    spool: Spool, partial: bool = False, field: str | None = None, at: dict[str, float] | None = None
+) -> ReduceResult:
+    """Stitch every done tile into ``<outputs>/stitched.npy`` and ``stitched.nc``, and draw ``stitched.png``.
+
+    ``field``: the field the figure draws (default the first); ``at``: where along each axis after
+    the first two it is drawn (default the middle point; see :func:`jobrunner.figures.slice_indices`).
+    """
+    view = figure_view(spool.plan, at, field)  # a wrong --field or --slice is refused before any work
     spool.check_outputs()
     statuses = spool.statuses()  # with claims: a running tile is not a failed one
     unfinished = [s for s in statuses if s.state != DONE]
@@ -244,21 +300,40 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
     paths = spool.paths
     ensure_folder(paths.outputs, "outputs", "--outputs")
     _remove_dead_partials(paths)
-    array, figure, provenance = paths.stitched
+    array, figure, provenance, labelled = paths.stitched
     for target in paths.stitched:
         if target.is_dir():
             raise JobRunnerError(f"{target} is a folder: move it away, or pass --outputs")
-    partial_array = SpoolPaths.partial(array, writer_tag())
-    partial_figure = SpoolPaths.partial(figure, writer_tag())
+    partials = [SpoolPaths.partial(target, writer_tag()) for target in (array, figure, labelled)]
+    partial_array, partial_figure, partial_labelled = partials
+    missing = [s.id for s in unfinished]
+    no_writer = dataset.writer_missing()
+    writer = None
     try:
-        preview = _stitch(spool, done, partial_array, fill_holes=bool(unfinished), checked=checked)
-        missing = [s.id for s in unfinished]
+        with ExitStack() as closing:
+            if no_writer is None:
+                command = f"jobrunner reduce --spool {shlex.quote(str(paths.spool))}" + (
+                    " --partial" if partial else ""
+                )
+                attributes = dataset.attributes(
+                    spool.plan, spool.manifest.created_at, _hosts(done_statuses), len(missing), command
+                )
+                nc_file = closing.enter_context(create_new(partial_labelled))
+                writer = dataset.open_writer(
+                    nc_file, spool.plan, attributes, block_rows(spool.plan) if missing else None
+                )
+                closing.callback(writer.close)
+            preview = _stitch(spool, done, partial_array, bool(unfinished), checked, view, writer)
         note = f"PARTIAL: {len(missing)} of {len(statuses)} tiles missing (grey)" if missing else ""
-        title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note)
-        save_field_figure(preview, spool.plan, title, partial_figure)
+        title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note, view)
+        save_field_figure(preview, spool.plan, title, partial_figure, view)
         spool.check_current()  # a reduce of a plan replaced while it stitched puts nothing in place
         partial_array.replace(array)
         partial_figure.replace(figure)
+        if writer is not None:
+            partial_labelled.replace(labelled)
+        else:
+            labelled.unlink(missing_ok=True)  # an older reduce's dataset would not be of these tiles
         write_text(provenance, _provenance(spool, missing))  # names their plan: a replace removes them
     except OSError as error:
         spool.check_current()  # tiles that vanish mid-reduce: the plan was replaced
@@ -267,6 +342,7 @@ def reduce(spool: Spool, partial: bool = False) -> ReduceResult:
             "free space or fix permissions there, or pass --outputs"
         ) from None
     finally:
-        partial_array.unlink(missing_ok=True)
-        partial_figure.unlink(missing_ok=True)
-    return ReduceResult(array, figure, spool.plan.shape, missing)
+        for leftover in partials:
+            leftover.unlink(missing_ok=True)
+    notes = (no_writer,) if no_writer else ()
+    return ReduceResult(array, figure, spool.plan.shape, missing, labelled if writer else None, notes)

@@ -1,9 +1,10 @@
-"""A tile on disk: a C-ordered float64 ``.npy`` file, and the checksum of its bytes.
+"""A tile on disk: a C-ordered ``.npy`` file of float64 (one per field of a kernel that has
+fields: ``Plan.tile_dtype``), and the checksum of its bytes.
 
 A worker writes a tile through :func:`write_tile`, which hashes the bytes as they go out; the
 checksum goes into the job's done record.  ``reduce`` reads the file back through
-:func:`check_tile` before stitching it: the header must say exactly float64, C order and the
-tile's shape, the size must match, and the bytes must hash to the recorded checksum, so a
+:func:`check_tile` before stitching it: the header must say exactly the plan's dtype, C order and
+the tile's shape, the size must match, and the bytes must hash to the recorded checksum, so a
 flipped bit, a truncated or rewritten file (float32, ``.npz``), or another tile's file is a bad
 tile, never a wrong result (unless its record was rewritten to match, by someone who may write
 records).  Stitching then reads only the very files it checked (:func:`identity`).  A path
@@ -26,7 +27,8 @@ import numpy as np
 
 from jobrunner.folders import Tree
 
-#: What every tile is stored as: the stitched array's dtype, so no value is converted on the way.
+#: What a tile of a one-array kernel is stored as: the stitched array's dtype, so no value is
+#: converted on the way (a kernel with fields stores one of these per field).
 TILE_DTYPE = np.dtype("<f8")
 #: Bytes read at a time while checking a tile.
 CHUNK = 2**20
@@ -46,10 +48,10 @@ class _HashingStream:
         return self._file.write(data)
 
 
-def write_tile(file: BinaryIO, values: np.ndarray) -> str:
-    """Write ``values`` as a float64 ``.npy`` into ``file``; the checksum of the bytes written."""
+def write_tile(file: BinaryIO, values: np.ndarray, dtype: np.dtype = TILE_DTYPE) -> str:
+    """Write ``values`` as a ``.npy`` of ``dtype`` into ``file``; the checksum of the bytes written."""
     stream = _HashingStream(file)
-    np.save(stream, np.ascontiguousarray(values, dtype=TILE_DTYPE), allow_pickle=False)
+    np.save(stream, np.ascontiguousarray(values, dtype=dtype), allow_pickle=False)
     return f"sha256:{stream.digest.hexdigest()}"
 
 
@@ -85,7 +87,12 @@ def open_tile(path: Path, tree: Tree | None = None) -> int:
 
 
 def check_tile(
-    path: Path, shape: tuple[int, ...], checksum: str | None, seen: dict | None = None, tree: Tree | None = None
+    path: Path,
+    shape: tuple[int, ...],
+    checksum: str | None,
+    seen: dict | None = None,
+    tree: Tree | None = None,
+    dtype: np.dtype = TILE_DTYPE,
 ) -> str | None:
     """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
 
@@ -106,7 +113,7 @@ def check_tile(
         while chunk := file.read(CHUNK):
             digest.update(chunk)
             size += len(chunk)
-    problem = _header_problem(head, size, shape)
+    problem = _header_problem(head, size, shape, dtype)
     if problem is not None:
         return problem
     if checksum is None:
@@ -118,7 +125,14 @@ def check_tile(
     return None
 
 
-def _header_problem(head: bytes, size: int, shape: tuple[int, ...]) -> str | None:
+def describe_dtype(dtype: np.dtype) -> str:
+    """``float64``, or ``float64 fields misfit, origin_time``."""
+    if dtype.names:
+        return f"{dtype[0]} fields {', '.join(dtype.names)}"
+    return str(dtype)
+
+
+def _header_problem(head: bytes, size: int, shape: tuple[int, ...], expected_dtype: np.dtype) -> str | None:
     stream = io.BytesIO(head)
     try:
         version = np.lib.format.read_magic(stream)
@@ -128,9 +142,12 @@ def _header_problem(head: bytes, size: int, shape: tuple[int, ...]) -> str | Non
         found, fortran, dtype = read_header[version](stream, max_header_size=10_000)
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as error:
         return f"not a tile file ({error})"
-    if dtype != TILE_DTYPE or fortran or found != tuple(shape):
-        return f"holds {dtype} {found}{' in Fortran order' if fortran else ''}, expected float64 {tuple(shape)}"
-    expected = stream.tell() + TILE_DTYPE.itemsize * math.prod(shape)
+    if dtype != expected_dtype or fortran or found != tuple(shape):
+        return (
+            f"holds {describe_dtype(dtype)} {found}{' in Fortran order' if fortran else ''}, "
+            f"expected {describe_dtype(expected_dtype)} {tuple(shape)}"
+        )
+    expected = stream.tell() + expected_dtype.itemsize * math.prod(shape)
     if size != expected:
         return f"{'truncated' if size < expected else 'too long'}: {size} bytes, expected {expected}"
     return None

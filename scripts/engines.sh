@@ -8,7 +8,8 @@
 # until `sinfo` says the node is idle (about 6 s from cold). Safe to run again: a Slurm that
 # already answers is left as it is.
 #
-# Also installs bindfs (FUSE) for the shared-disk tests, and faketime for a node whose clock is off.
+# Also installs bindfs (FUSE) for the shared-disk tests, faketime for a node whose clock is off, and
+# ncdump (netcdf-bin) to read stitched.nc with the netCDF C library.
 # MPI and Dask need no system service: the test extras install them into .venv (`jobrunner[mpi]`,
 # `jobrunner[dask]`), and the tests start their own mpiexec and Dask scheduler and workers.
 set -euo pipefail
@@ -32,6 +33,14 @@ if [ "$(id -u)" = 0 ] && ! command -v faketime >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime >/dev/null
   echo "engines: installed faketime"
+fi
+
+# ncdump (the netCDF C library's, netcdf-bin): reads stitched.nc back as the field's tools do
+# (tests/test_results.py). About 1 MB.
+if [ "$(id -u)" = 0 ] && ! command -v ncdump >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends netcdf-bin >/dev/null
+  echo "engines: installed ncdump"
 fi
 
 if command -v sinfo >/dev/null && [[ "$(node_state)" =~ ^(idle|mixed|allocated) ]]; then

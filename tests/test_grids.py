@@ -13,7 +13,17 @@ from test_bad_input import assert_one_line_error
 
 from jobrunner import JobRunnerError
 from jobrunner.compute import compute_tile
-from jobrunner.grid import Axis, Grid, Spacing, Tile, grid_from_options, parse_tiling, tile_grid
+from jobrunner.grid import (
+    Axis,
+    Grid,
+    Spacing,
+    Tile,
+    field_units,
+    grid_from_options,
+    parse_tiling,
+    parse_units,
+    tile_grid,
+)
 from jobrunner.plan import Plan
 
 sys.path.insert(0, str(HELPERS))  # the test kernels, for the reference computed in this process
@@ -60,15 +70,17 @@ def test_bad_axes_get_one_line(text, fragment):
 
 
 def test_grid_options_and_units():
-    grid = grid_from_options(["x=0:10:1", "depth=0,5,10"], ["depth=m", "x=km"])
+    units = parse_units(["depth=m", "x=km", "misfit=s"])
+    grid = grid_from_options(["x=0:10:1", "depth=0,5,10"], units)
     assert grid.names == ("x", "depth") and grid.shape == (10, 3)
     assert [a.unit for a in grid.axes] == ["km", "m"]
+    assert field_units(units, grid) == {"misfit": "s"}  # a field's unit: the probe checks that it names one
     lab = grid_from_options()
     assert lab == Grid.lab() and lab.axes[0].spacing is Spacing.ARANGE
     with pytest.raises(JobRunnerError, match="not both"):
         grid_from_options(["x=0:1:0.1"], step=0.1)
-    with pytest.raises(JobRunnerError, match="--unit names no axis: z"):
-        grid_from_options(["x=0:1:0.1"], ["z=m"])
+    with pytest.raises(JobRunnerError, match="--unit takes NAME=UNIT"):
+        parse_units(["metres"])
     with pytest.raises(JobRunnerError, match="two axes share a name"):
         grid_from_options(["x=0:1:0.1", "x=0,1"])
 
@@ -90,7 +102,7 @@ def test_n_d_tilings_cover_every_cell_once_and_ids_sort():
 
 
 def test_a_plan_round_trips_through_its_document():
-    plan = Plan(grid_from_options(["x=0:1:0.25", "depth=0:9/4", "v=1,2,4"], ["depth=m"]), (2, 2, 1), "numpy")
+    plan = Plan(grid_from_options(["x=0:1:0.25", "depth=0:9/4", "v=1,2,4"], {"depth": "m"}), (2, 2, 1), "numpy")
     assert Plan.from_json(plan.to_json()) == plan
     document = json.loads(plan.to_json())
     assert [a["name"] for a in document["axes"]] == ["x", "depth", "v"] and document["shape"] == [4, 4, 3]

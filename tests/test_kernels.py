@@ -39,3 +39,33 @@ def test_the_naive_vectorization_is_not_bit_identical():
     if np.array_equal(naive, gaussian_loop(x, y, 1.0)):
         pytest.skip("this C library's pow() happens to be correctly rounded on this grid")
     assert not np.array_equal(naive, gaussian_numpy(x, y, 1.0))
+
+
+def test_the_buried_sphere_equals_harmonicas_point_mass():
+    """An independent check of the gravity kernel: harmonica's point_gravity for the same mass."""
+    harmonica = pytest.importorskip("harmonica", reason="harmonica is in the test extra: bash scripts/test.sh")
+    from jobrunner.kernels import buried_sphere
+
+    x, y = np.linspace(-2000, 2000, 41).reshape(-1, 1), np.linspace(-1500, 2500, 31).reshape(1, -1)
+    depth, radius, density_contrast, x0, y0 = 300.0, 150.0, 800.0, 200.0, -150.0
+    ours = buried_sphere(x, y, depth, radius, density_contrast, x0, y0)
+    mass = 4 / 3 * np.pi * radius**3 * density_contrast
+    east, north = np.broadcast_arrays(x, y)
+    # harmonica's coordinates are easting, northing, upward; its g_z is the downward pull, in mGal.
+    theirs = harmonica.point_gravity((east, north, np.zeros_like(east)), (x0, y0, -depth), mass, field="g_z")
+    assert np.max(np.abs(ours - theirs) / np.abs(theirs)) < 1e-14  # a few units in the last place
+
+
+def test_the_quake_kernels_travel_times_and_misfit():
+    """The linear-gradient time tends to the straight ray as the gradient vanishes, and the picks'
+    own source (x 12, y -7, depth 9 km, origin 3 s) is where the misfit is smallest."""
+    from jobrunner.kernels import STATIONS, hypocentre_misfit, p_travel_time
+
+    assert p_travel_time(30.0, 40.0, 5.0, 0.0) == 10.0
+    assert abs(p_travel_time(30.0, 40.0, 5.0, 1e-9) - 10.0) < 1e-7  # no digits lost to rounding
+    assert p_travel_time(30.0, 40.0, 5.0, 0.05) < 10.0  # faster rock below bends the ray through it
+    best = hypocentre_misfit(12.0, -7.0, 9.0)
+    assert abs(best["origin_time"] - 3.0) < 0.01 and best["misfit"] < 0.012  # the picking errors, 4-12 ms
+    for dx, dy, dz in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (-1, 0, 0), (0, -1, 0), (0, 0, -1)]:
+        assert hypocentre_misfit(12.0 + dx, -7.0 + dy, 9.0 + dz)["misfit"] > best["misfit"]
+    assert len(STATIONS) == 8

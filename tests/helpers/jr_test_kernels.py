@@ -103,3 +103,38 @@ def ripple_at(x, y, depth, k=1.0):
 def digits(a, b, c, d):
     """A 4-D field whose every cell says where it is: a + 10 b + 100 c + 1000 d."""
     return a + 10 * b + 100 * c + 1000 * d
+
+
+# -- kernels with several fields ----------------------------------------------------------------------
+def two_fields(x, y, depth, k=1.0):
+    """Two fields at once, vectorized: a dict of arrays of the tile's shape."""
+    return {"wave": np.sin(k * x) * np.cos(y) * np.exp(-depth / 10.0), "where": x + 10 * y + 100 * depth}
+
+
+two_fields.long_name = {"wave": "a damped wave"}
+two_fields.units = {"wave": "mm"}
+two_fields.references = "A test kernel, after no one"
+
+
+def two_fields_at(x, y, depth, k=1.0):
+    """The same fields one cell at a time: a dict of numbers."""
+    return {"wave": math.sin(k * x) * math.cos(y) * math.exp(-depth / 10.0), "where": x + 10 * y + 100 * depth}
+
+
+two_fields_at.long_name, two_fields_at.units = two_fields.long_name, two_fields.units
+two_fields_at.references = two_fields.references
+
+
+def fields_change(x, y):
+    """Fields on the probe, other fields on every real tile."""
+    if x.size * y.size <= 6:
+        return {"a": x + y, "b": x - y}
+    return {"a": x + y}
+
+
+def field_named_like_an_axis(x, y):
+    return {"x": x + y}
+
+
+def field_not_a_name(x, y):
+    return {"the misfit": x + y}
