@@ -27,13 +27,11 @@ import numpy as np
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, Tile
 from jobrunner.kernels import Kernel, check_parameters, load_kernel
-from jobrunner.labels import check_names
-from jobrunner.plan import Plan
+from jobrunner.labels import check_names, describe_kernel
+from jobrunner.plan import MAX_FIELDS, Plan, check_field_name
 
 #: The probe tile's shape along the first axes: small enough to cost nothing, never square, so swapped axes show.
 PROBE_SHAPE = (2, 3, 2, 2, 2, 2, 2, 2)
-#: The most fields a kernel may return (each is a variable of the dataset and a column of every tile).
-MAX_FIELDS = 64
 
 
 @lru_cache(maxsize=4)
@@ -118,8 +116,9 @@ def _shown(value) -> str:
 def probe_kernel(plan: Plan) -> Plan:
     """Import the kernel and run it on a tiny tile; refuse the plan if that fails.
 
-    Returns the plan with its fields: the keys of the dict the kernel returned, in its order
-    (none for a kernel that returns one array).
+    Returns the plan with its fields (the keys of the dict the kernel returned, in its order;
+    none for a kernel that returns one array) and what the kernel says of them
+    (:func:`jobrunner.labels.describe_kernel`).
     """
     bounds = tuple((0, min(n, p)) for n, p in zip(plan.shape, PROBE_SHAPE, strict=False))
     probe = Tile((0,) * len(bounds), bounds)
@@ -127,16 +126,18 @@ def probe_kernel(plan: Plan) -> Plan:
     check_parameters(plan.kernel, load_kernel(plan.kernel, plan.kernel_folder), plan.grid.names, plan.params)
     try:
         values = _call(plan, probe)
-        if isinstance(values, dict):
-            keys = list(values)
-            if not 1 <= len(keys) <= MAX_FIELDS or not all(isinstance(k, str) and k.isidentifier() for k in keys):
-                raise JobRunnerError(
-                    f"kernel {plan.kernel} returned a dict with keys {', '.join(map(repr, keys[:8]))}: its keys name "
-                    f"its fields, so they must be 1 to {MAX_FIELDS} Python names (letters, digits, _)"
-                )
-            plan = dataclasses.replace(plan, fields=tuple(keys))
-        else:
-            plan = dataclasses.replace(plan, fields=())
+        fields = tuple(values) if isinstance(values, dict) else ()
+        if isinstance(values, dict) and not 1 <= len(fields) <= MAX_FIELDS:
+            raise JobRunnerError(
+                f"kernel {plan.kernel} returned a dict of {len(fields)} fields: its keys name its fields, "
+                f"from 1 to {MAX_FIELDS} of them"
+            )
+        for name in fields:
+            check_field_name(name, f"kernel {plan.kernel} returned a field that")
+        kernel = load_kernel(plan.kernel, plan.kernel_folder)
+        plan = dataclasses.replace(
+            plan, fields=fields, result=describe_kernel(kernel, plan.kernel, fields, plan.grid.names)
+        )
         check_names(plan)
         _pack(plan, values, probe.shape)
     except JobRunnerError:

@@ -65,31 +65,42 @@ def utc(seconds: float) -> str:
 
 
 class DatasetWriter:
-    """Writes one plan's stitched result into ``file`` as NetCDF-4, a block along the first axis at a time."""
+    """Writes one plan's stitched result into ``file`` as NetCDF-4, a block along the first axis at
+    a time.  A context manager: on leaving it the file is closed, or abandoned after an error."""
 
     def __init__(self, file: BinaryIO, plan: Plan, attributes: dict[str, str], mask_rows: int | None) -> None:
         """``attributes``: global ones; ``mask_rows``: rows of the ``complete`` mask's chunks, or None
         for a result with no tile missing (no mask)."""
         import h5netcdf
+        import h5py
 
-        self.plan = plan
         self.fields = labels.fields(plan)
-        self._file = h5netcdf.File(file, "w")
+        self._h5 = h5py.File(file, "w")  # ours to close: h5netcdf leaves a File it was handed open
+        self._nc = h5netcdf.File(self._h5, "w")
+        self._mask = None
+        try:
+            self._define(plan, attributes, mask_rows)
+        except BaseException as error:
+            self.abandon()
+            if isinstance(error, ValueError | TypeError):  # h5py's refusal of a name or an attribute
+                raise JobRunnerError(f"cannot write stitched.nc: {error}") from None
+            raise
+
+    def _define(self, plan: Plan, attributes: dict[str, str], mask_rows: int | None) -> None:
         names, shape = plan.grid.names, plan.shape
-        self._file.dimensions = dict(zip(names, shape, strict=True))
+        self._nc.dimensions = dict(zip(names, shape, strict=True))
         for index, (axis, points) in enumerate(zip(plan.grid.axes, plan.grid.points(), strict=True)):
-            coordinate = self._file.create_variable(axis.name, (axis.name,), "<f8", data=points)
+            coordinate = self._nc.create_variable(axis.name, (axis.name,), "<f8", data=points)
             unit = labels.axis_unit(plan, index)
             coordinate.attrs.update(_texts({"long_name": axis.name, **({"units": unit} if unit else {})}))
         for field in self.fields:
             # No chunks: stored contiguously, so each block is one run of bytes on the disk.
-            variable = self._file.create_variable(field.name, names, "<f8", fillvalue=np.nan)
+            variable = self._nc.create_variable(field.name, names, "<f8", fillvalue=np.nan)
             variable.attrs.update(
                 _texts({key: value for key, value in (("long_name", field.long_name), ("units", field.units)) if value})
             )
-        self._mask = None
         if mask_rows is not None:
-            self._mask = self._file.create_variable(
+            self._mask = self._nc.create_variable(
                 "complete", names, "u1", chunks=(min(mask_rows, shape[0]), *shape[1:]), compression="gzip"
             )
             self._mask.attrs.update(
@@ -99,24 +110,54 @@ class DatasetWriter:
                     "flag_meanings": _text("missing computed"),
                 }
             )
-        self._file.attrs.update(_texts({"Conventions": CONVENTIONS, **attributes}))
+        self._nc.attrs.update(_texts({"Conventions": CONVENTIONS, **attributes}))
 
     def write(self, start: int, stop: int, rows: np.ndarray, computed: np.ndarray | None) -> None:
         """Indices ``[start, stop)`` of the first axis: every field's values, and where they were computed."""
         for field in self.fields:
-            self._file.variables[field.name][start:stop] = rows[field.name] if rows.dtype.names else rows
+            self._nc.variables[field.name][start:stop] = rows[field.name] if rows.dtype.names else rows
         if self._mask is not None and computed is not None:
             self._mask[start:stop] = computed
 
     def close(self) -> None:
-        self._file.close()
+        """Finish the file (its last metadata is written now: a full disk can still fail here)."""
+        try:
+            self._nc.close()
+            self._h5.close()
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Let go of a file whose writing failed: the caller removes it; nothing may flush it again.
+
+        h5netcdf's ``File.__del__`` closes, which flushes through an HDF5 file whose writes have
+        failed (a full disk), and that crashed the interpreter (a segfault in the garbage collector;
+        h5netcdf 1.8, h5py 3.16): so it is marked closed, and HDF5's own file is closed while the
+        Python file under it is still open, its error ignored.  Guarded by
+        tests/test_results.py::test_a_disk_that_fills_while_the_dataset_is_written_fails_in_one_line.
+        """
+        self._nc._closed = True  # private: the only way to stop its __del__ from flushing again
+        try:
+            self._h5.close()
+        except Exception:  # the file is thrown away; its error was the one reported
+            pass
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abandon()
 
 
 def attributes(plan: Plan, planned_at: float, hosts: dict[str, int], missing: int, command: str) -> dict[str, str]:
     """The dataset's global attributes (see the module docstring)."""
     from jobrunner.identity import versions
 
-    references = labels.kernel_attribute(plan, "references")
+    references = labels.references(plan)
     kernel = f"kernel {plan.kernel}" + (" (pointwise)" if plan.pointwise else "")
     found = {
         "title": f"{labels.title(plan)}: {plan.describe()}",
@@ -125,27 +166,8 @@ def attributes(plan: Plan, planned_at: float, hosts: dict[str, int], missing: in
         "references": str(references) if references else "",
         "jobrunner_plan": plan.id,
         "jobrunner_tiling": plan.tiling_text,
-        "jobrunner_params": json.dumps(_parameters(plan)),
+        "jobrunner_params": json.dumps(labels.parameters(plan), default=repr),
         "jobrunner_hosts": ", ".join(f"{host} ({count} tiles)" for host, count in sorted(hosts.items())),
         "jobrunner_tiles_missing": f"{missing} of {len(plan.tiles())}",
     }
     return {key: value for key, value in found.items() if value}
-
-
-def _parameters(plan: Plan) -> dict:
-    """Every parameter the kernel ran with: the plan's, and the kernel's defaults for the others."""
-    import inspect
-
-    from jobrunner.kernels import kernel_parameters, load_kernel
-
-    taken = kernel_parameters(load_kernel(plan.kernel, plan.kernel_folder), plan.grid.names) or {}
-    defaults = {name: value for name, value in taken.items() if value is not inspect.Parameter.empty}
-    return {**defaults, **plan.params}
-
-
-def open_writer(file: BinaryIO, plan: Plan, attributes: dict[str, str], mask_rows: int | None) -> DatasetWriter:
-    """A writer into ``file``; an error of the HDF5 library becomes one line."""
-    try:
-        return DatasetWriter(file, plan, attributes, mask_rows)
-    except (ValueError, TypeError) as error:  # h5py's refusal of a name or an attribute
-        raise JobRunnerError(f"cannot write stitched.nc: {error}") from None

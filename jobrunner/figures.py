@@ -64,6 +64,8 @@ def parse_slices(texts: list[str] | tuple[str, ...]) -> dict[str, float]:
     at: dict[str, float] = {}
     for text in texts:
         name, sep, value = text.partition("=")
+        if name.strip() in at:
+            raise JobRunnerError(f"--slice {name.strip()} is given twice: give each axis once")
         try:
             at[name.strip()] = float(value)
         except ValueError:
@@ -92,9 +94,12 @@ def slice_indices(plan: Plan, at: dict[str, float] | None = None) -> tuple[int, 
         if name not in at:
             fixed.append(len(values) // 2)
             continue
-        value, low, high = at[name], values.min(), values.max()
-        half = (high - low) / max(1, len(values) - 1) / 2
-        if not low - half <= value <= high + half:
+        value, ordered = at[name], np.sort(values)
+        low, high = ordered[0], ordered[-1]
+        # Off the axis: farther out than half the spacing next to its end (a cell's half width).
+        below = (ordered[1] - low) / 2 if len(ordered) > 1 else 0.0
+        above = (high - ordered[-2]) / 2 if len(ordered) > 1 else 0.0
+        if not low - below <= value <= high + above:
             raise JobRunnerError(f"--slice {name}={value:g} is off the axis, which runs from {low:g} to {high:g}")
         fixed.append(int(np.argmin(np.abs(values - value))))
     return tuple(fixed)
@@ -166,7 +171,7 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path, 
             axes.set_aspect("equal")  # a map: the same unit both ways
         figure.colorbar(image, ax=axes, label=label, shrink=0.9)
         axes.set_ylabel(labels.axis_label(plan, 1))
-        for name, first, second in labels.kernel_attribute(plan, "markers", ()):  # stations, wells: on the map
+        for name, first, second in labels.markers(plan, *plan.grid.names[:2]):  # stations, wells: on the map
             axes.plot(first, second, marker="^", color="white", markeredgecolor="black", linestyle="none")
             axes.annotate(name, (first, second), xytext=(4, 4), textcoords="offset points", fontsize=7, color="white")
     stride = view.stride

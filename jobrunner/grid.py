@@ -42,6 +42,8 @@ from jobrunner.errors import JobRunnerError
 MAX_AXIS_POINTS = 1_000_000
 #: The most axes a grid may have (tiles are named by one index per axis).
 MAX_AXES = 8
+#: How many of a values axis's values a description shows.
+SHOWN_VALUES = 6
 
 #: Tile ids: ``tile-r003-c007`` on a 2-D grid (row and column of tiles, as on a map of the
 #: lab's x and y), ``tile-003-007-001`` on a grid of any other number of axes.
@@ -162,8 +164,11 @@ class Axis:
             spec = f"{number(self.start)}:{number(self.stop)}:{number(self.step)}"
         elif self.spacing is Spacing.COUNT:
             spec = f"{number(self.start)}:{number(self.stop)}/{self.count}"
-        else:
+        elif exact or len(self.values) <= SHOWN_VALUES:
             spec = ",".join(number(v) for v in self.values)
+        else:  # a title or a message, not a command: thousands of values would bury it
+            shown = self.values[: SHOWN_VALUES - 1]
+            spec = f"{','.join(map(number, shown))},...,{number(self.values[-1])} ({len(self.values)} values)"
         return f"{self.name}={spec}"
 
     def to_document(self) -> dict:
@@ -342,6 +347,8 @@ def parse_units(units: list[str] | tuple[str, ...]) -> dict[str, str]:
         name, sep, unit = text.partition("=")
         if not sep or not name.strip():
             raise JobRunnerError(f"--unit takes NAME=UNIT, such as depth=m, not {text!r}")
+        if name.strip() in unit_of:
+            raise JobRunnerError(f"--unit {name.strip()} is given twice: give each axis or field one unit")
         unit_of[name.strip()] = unit.strip()
     return unit_of
 

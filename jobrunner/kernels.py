@@ -6,7 +6,8 @@ them, one per field (:mod:`jobrunner.compute` has the table of the two ways a ke
 A plan names its kernel by a short name from :data:`BUILTIN_KERNELS` or by
 ``package.module:function``; the spool carries that name and never any code.  A kernel may
 describe its result with attributes (``field``, ``long_name``, ``units``, ``title``,
-``references``, ``axis_unit``: :mod:`jobrunner.labels` has the table), as the built-in ones do.
+``references``, ``axis_units``, ``markers``: :mod:`jobrunner.labels` has the table), as the
+built-in ones do.
 
 Why the vectorized Gaussian squares each axis value on its own
 --------------------------------------------------------------
@@ -115,7 +116,7 @@ buried_sphere.field = "gravity_anomaly"
 buried_sphere.long_name = "vertical gravity anomaly"
 buried_sphere.units = "mGal"
 buried_sphere.title = "Buried sphere"
-buried_sphere.axis_unit = "m"
+buried_sphere.axis_units = {"x": "m", "y": "m"}
 buried_sphere.references = (
     "Telford, Geldart and Sheriff, Applied Geophysics, 2nd ed., Cambridge University Press, 1990, section 2.7; "
     "Blakely, Potential Theory in Gravity and Magnetic Applications, Cambridge University Press, 1995, chapter 3"
@@ -183,10 +184,10 @@ def hypocentre_misfit(x: float, y: float, depth: float, v0: float = 5.5, gradien
 hypocentre_misfit.title = "Earthquake location"
 hypocentre_misfit.long_name = {"misfit": "RMS P-arrival residual", "origin_time": "best-fitting origin time"}
 hypocentre_misfit.units = {"misfit": "s", "origin_time": "s"}
-hypocentre_misfit.axis_unit = "km"
+hypocentre_misfit.axis_units = {"x": "km", "y": "km", "depth": "km"}
 hypocentre_misfit.axes = ("x", "y", "depth")
 hypocentre_misfit.pointwise = True
-hypocentre_misfit.markers = tuple((name, east, north) for name, east, north, _ in STATIONS)
+hypocentre_misfit.markers = tuple((name, {"x": east, "y": north}) for name, east, north, _ in STATIONS)
 hypocentre_misfit.references = (
     "Slotnick, Lessons in Seismic Computing, SEG, 1959 (travel times in a linear velocity gradient); "
     "Lay and Wallace, Modern Global Seismology, Academic Press, 1995, section 6.4 (earthquake location)"
@@ -265,6 +266,11 @@ def load_kernel(name: str, folder: str = "") -> Kernel:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise JobRunnerError(f"kernel {name!r}: cannot import module {module_name!r} ({error})") from None
+    except Exception as error:  # the user's module fails as it runs: a syntax error, a name error at top level
+        where = f" (line {error.lineno} of {error.filename})" if isinstance(error, SyntaxError) else ""
+        raise JobRunnerError(
+            f"kernel {name!r}: importing module {module_name!r} raised {type(error).__name__}: {error}{where}"
+        ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise JobRunnerError(f"kernel {name!r}: module {module_name!r} has no function {function_name!r}")

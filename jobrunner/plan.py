@@ -43,6 +43,9 @@ class Plan:
     #: returns one array.  Fixed by the probe, so derived from the kernel: equality ignores it.
     fields: tuple[str, ...] = field(default=(), compare=False)
     units: dict[str, str] = field(default_factory=dict)  # --unit of a field (NAME=UNIT), checked by the probe
+    #: What the kernel's attributes say of its result (titles, units, markers: jobrunner.labels),
+    #: read by the probe, so that reduce and the figures never import the kernel.
+    result: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         kernel_reference(self.kernel)  # an unknown kernel name fails here, before anything is written
@@ -69,10 +72,14 @@ class Plan:
             )
         object.__setattr__(self, "pointwise", bool(self.pointwise))
         object.__setattr__(self, "fields", tuple(self.fields))
-        if not all(isinstance(name, str) and name.isidentifier() for name in self.fields):
-            raise JobRunnerError(f"field names must be Python names, got {', '.join(map(repr, self.fields))}")
+        for name in self.fields:
+            check_field_name(name, "a field")
+        if len(set(self.fields)) != len(self.fields) or len(self.fields) > MAX_FIELDS:
+            raise JobRunnerError(f"a result has 1 to {MAX_FIELDS} fields, each named once: got {self.fields}")
         if not all(isinstance(k, str) and isinstance(v, str) and "\n" not in v for k, v in self.units.items()):
             raise JobRunnerError("the units of fields must be one line of text each")
+        if not isinstance(self.result, dict) or (self.result and not _valid_result(self.result)):
+            raise JobRunnerError("the description of the kernel's result is malformed: plan again")
 
     @classmethod
     def create(
@@ -125,6 +132,7 @@ class Plan:
             "params": self.params,
             "fields": list(self.fields),
             "units": self.units,
+            "result": self.result,
         }
 
     def to_json(self) -> str:
@@ -156,7 +164,7 @@ class Plan:
             kernel, folder = str(document["kernel"]), document["kernel_folder"]
             if not isinstance(folder, str):
                 raise ValueError("kernel_folder must be a string")
-            fields, units = document.get("fields", []), document.get("units", {})
+            fields, units, result = document.get("fields", []), document.get("units", {}), document.get("result", {})
             if not isinstance(fields, list) or not isinstance(units, dict):
                 raise ValueError("fields must be a list and units an object")
             return cls(
@@ -169,6 +177,7 @@ class Plan:
                 **identity,
                 fields=tuple(fields),
                 units=units,
+                result=result,
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, JobRunnerError) as error:
             raise JobRunnerError(f"{source} is not a valid jobrunner plan ({error})") from None
@@ -203,6 +212,47 @@ class Plan:
         kernel = f"kernel {self.kernel}" + (" (pointwise)" if self.pointwise else "")
         fields = f", fields {', '.join(self.fields)}" if self.fields else ""
         return f"{grid}, tiles {self.tiling_text}, {kernel}" + (f" ({params})" if params else "") + fields
+
+
+#: The most fields a kernel may return (each is a variable of the dataset and a column of every tile).
+MAX_FIELDS = 64
+#: The longest name a field may have: names go into every tile's header, which NumPy caps.
+MAX_FIELD_NAME = 64
+
+
+def check_field_name(name: Any, what: str) -> None:
+    """A field is named as a Python identifier in ASCII (a NetCDF variable, a column of a NumPy
+    structured array, whose ``.npy`` header is Latin-1 and capped in size)."""
+    if not isinstance(name, str) or not name.isascii() or not name.isidentifier() or len(name) > MAX_FIELD_NAME:
+        raise JobRunnerError(
+            f"{what} is named {name!r:.80}: a field's name must be a Python name in ASCII letters, digits and _, "
+            f"at most {MAX_FIELD_NAME} characters"
+        )
+
+
+def _valid_result(result: dict) -> bool:
+    """Whether a plan document's ``result`` has the shape :func:`jobrunner.labels.describe_kernel` gives it."""
+
+    def texts(value) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+    try:
+        return (
+            all(isinstance(result[key], str) for key in ("title", "references", "label", "axis_unit"))
+            and isinstance(result["fields"], list)
+            and len(result["fields"]) >= 1
+            and all(texts(f) and set(f) == {"name", "long_name", "units"} for f in result["fields"])
+            and texts(result["axis_units"])
+            and isinstance(result.get("defaults", {}), dict)
+            and all(
+                isinstance(label, str)
+                and isinstance(where, dict)
+                and all(isinstance(k, str) and type(v) in (int, float) for k, v in where.items())
+                for label, where in result["markers"]
+            )
+        )
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def lab_step(grid: Grid) -> float | None:

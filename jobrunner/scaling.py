@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobrunner.compute import compute_tile
+from jobrunner.compute import compute_tile, probe_kernel
 from jobrunner.errors import JobRunnerError
 from jobrunner.executors import descriptor_verdict, fork_context
 from jobrunner.grid import Grid, Tile
@@ -209,7 +209,7 @@ def run_scale(
     if repeat < 1:
         raise JobRunnerError(f"--repeat must be at least 1, got {repeat}")
     workers = sorted(set(workers))
-    plan = Plan(grid, tiles or auto_tiling(grid.shape, workers), kernel, params or {})
+    plan = probe_kernel(Plan(grid, tiles or auto_tiling(grid.shape, workers), kernel, params or {}))
     emit = on_event or (lambda event: None)
     serial = time_serial(plan)
     emit(ScaleEvent("serial", seconds=serial))

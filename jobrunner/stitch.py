@@ -319,10 +319,8 @@ def reduce(
                     spool.plan, spool.manifest.created_at, _hosts(done_statuses), len(missing), command
                 )
                 nc_file = closing.enter_context(create_new(partial_labelled))
-                writer = dataset.open_writer(
-                    nc_file, spool.plan, attributes, block_rows(spool.plan) if missing else None
-                )
-                closing.callback(writer.close)
+                mask_rows = block_rows(spool.plan) if missing else None
+                writer = closing.enter_context(DatasetWriter(nc_file, spool.plan, attributes, mask_rows))
             preview = _stitch(spool, done, partial_array, bool(unfinished), checked, view, writer)
         note = f"PARTIAL: {len(missing)} of {len(statuses)} tiles missing (grey)" if missing else ""
         title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note, view)

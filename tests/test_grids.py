@@ -220,3 +220,9 @@ def test_kernels_lists_the_built_in_ones_with_their_parameters(project):
     listing = project.run("kernels").stdout
     for fragment in ("loop", "numpy", "sphere", "sigma=1.0", "depth=250.0", "--pointwise"):
         assert fragment in listing
+
+
+def test_a_long_values_axis_is_shown_short_but_planned_exactly():
+    axis = Axis.parse("depth=" + ",".join(str(v) for v in range(5000)))
+    assert axis.describe() == "depth=0,1,2,3,4,...,4999 (5000 values)"  # titles and messages
+    assert Axis.parse(axis.describe(exact=True)) == axis  # the dataset's history: every value

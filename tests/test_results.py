@@ -2,6 +2,7 @@
 figure's field and slice.  Real workers, real files; xarray reads what reduce wrote."""
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -13,10 +14,10 @@ import xarray as xr
 from conftest import HELPERS, engine_missing
 from test_bad_input import assert_one_line_error
 
-from jobrunner import JobRunnerError
+from jobrunner import JobRunnerError, labels
 from jobrunner.compute import compute_tile, probe_kernel
 from jobrunner.figures import figure_view, parse_slices, slice_indices
-from jobrunner.grid import Grid, Tile, grid_from_options
+from jobrunner.grid import Grid, Tile, grid_from_options, parse_units
 from jobrunner.plan import Plan
 from jobrunner.tilefile import check_tile, write_tile
 
@@ -54,13 +55,31 @@ def test_the_probe_names_the_fields_and_tiles_hold_one_float64_per_field():
     "kernel, fragment",
     [
         ("jr_test_kernels:field_named_like_an_axis", "field named x, which is also the name of an axis"),
-        ("jr_test_kernels:field_not_a_name", "must be 1 to 64 Python names"),
+        ("jr_test_kernels:field_not_a_name", "a field's name must be a Python name in ASCII"),
+        ("jr_test_kernels:field_not_ascii", "a field's name must be a Python name in ASCII"),  # .npy: Latin-1
+        ("jr_test_kernels:no_fields", "a dict of 0 fields"),
+        ("jr_test_kernels:many_fields", "a dict of 65 fields: its keys name its fields, from 1 to 64"),
+        ("jr_test_kernels:one_array_badly_named", "its field attribute is named 'a/b'"),
+        ("jr_test_kernels:badly_marked", "its markers must be (name, {axis: value, ...}) pairs"),
     ],
 )
-def test_field_names_that_cannot_be_variables_are_refused(kernel, fragment):
+def test_names_and_attributes_that_cannot_be_stitched_are_refused_at_plan(kernel, fragment):
     plan = Plan(Grid.lab(step=0.5), (1, 1), kernel)
-    with pytest.raises(JobRunnerError, match=fragment):
+    with pytest.raises(JobRunnerError, match=re.escape(fragment)):
         probe_kernel(plan)
+
+
+def test_an_axis_named_as_the_datasets_mask_is_refused_at_plan():
+    plan = Plan(grid_from_options(["complete=0:1/4", "y=0:1/4"]), (1, 1), "jr_test_kernels:two_fields_2d")
+    with pytest.raises(JobRunnerError, match="complete is the name of the dataset's mask"):
+        probe_kernel(plan)
+
+
+def test_markers_are_drawn_only_on_a_map_of_their_axes():
+    plan = probe_kernel(Plan(grid_from_options(AXES), (1, 1, 1), "jr_test_kernels:marked"))
+    assert labels.markers(plan, "x", "y") == [("A", 1.0, 2.0), ("B", -1.0, 0.5)]
+    assert labels.markers(plan, "y", "x") == [("A", 2.0, 1.0), ("B", 0.5, -1.0)]  # axes declared the other way
+    assert labels.markers(plan, "x", "depth") == []
 
 
 def test_a_unit_must_name_an_axis_or_a_field():
@@ -191,3 +210,62 @@ def test_a_tile_without_the_plans_fields_is_a_bad_tile(tmp_path):
     with open(path, "wb") as file:
         checksum = write_tile(file, np.zeros((2, 3), dtype=plan.tile_dtype), plan.tile_dtype)
     assert check_tile(path, (2, 3), checksum, dtype=plan.tile_dtype) is None
+
+
+def test_a_disk_that_fills_while_the_dataset_is_written_fails_in_one_line(project):
+    """stitched.npy has its room reserved before it is written; stitched.nc cannot be sized in
+    advance, so a disk that fills under it (here: a file-size limit between the two) must fail
+    with one line, keep the earlier products and leave no partial (h5netcdf crashed here once)."""
+    project.run("plan", "--step", "0.004", "--tiles", "2x2", "--kernel", "numpy")
+    project.run("work")
+    project.run("reduce")
+    before = {p.name: p.read_bytes() for p in project.outputs.glob("stitched.*")}
+    npy = (project.outputs / "stitched.npy").stat().st_size
+    assert (project.outputs / "stitched.nc").stat().st_size > npy + 1024  # room for the limit between them
+    limit_blocks = npy // 1024 + 1  # ulimit -f counts 1024-byte blocks
+    command = " ".join(f"'{word}'" for word in project.command("reduce"))
+    result = subprocess.run(
+        ["bash", "-c", f"ulimit -f {limit_blocks}; exec {command}"],
+        cwd=project.root, env=project.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, (result.returncode, result.stderr)  # not 139: no segfault
+    assert_one_line_error(result, "cannot write the stitched result", "File too large")
+    assert {p.name: p.read_bytes() for p in project.outputs.glob("stitched.*")} == before
+    assert project.leftovers() == []
+
+
+def test_reduce_needs_neither_the_kernel_nor_its_dependencies(project):
+    """The plan keeps what the kernel says of its result: a reduce where the kernel cannot be
+    imported (moved away, or a dependency missing on this node) stitches and labels as before."""
+    (project.root / "mykernel.py").write_text(
+        "import numpy as np\n\n"
+        "def wave(x, y, scale=np.float32(1.5)):\n    return {'height': scale * (x + y)}\n\n"
+        "wave.units = {'height': 'm'}\nwave.title = 'My wave'\n"
+    )
+    project.run("plan", "--axis", "x=0:1/4", "--axis", "y=0:1/3", "--tiles", "2x1", "--kernel", "mykernel:wave")
+    project.run("work")
+    (project.root / "mykernel.py").rename(project.root / "elsewhere.py")
+    project.run("reduce", "--field", "height")
+    with xr.open_dataset(project.outputs / "stitched.nc") as ds:
+        assert ds["height"].attrs["units"] == "m" and ds.attrs["title"].startswith("My wave")
+        assert json.loads(ds.attrs["jobrunner_params"]) == {"scale": "np.float32(1.5)"}  # not JSON: its repr
+
+
+def test_repeated_options_and_the_slices_tolerance(project):
+    grid = grid_from_options(["x=0:1:0.5", "y=0,1", "depth=0,5,10,20,40"])
+    plan = probe_kernel(Plan(grid, (1, 1, 1), "jr_test_kernels:ripple"))
+    with pytest.raises(JobRunnerError, match="--slice depth is given twice"):
+        parse_slices(["depth=1", "depth=2"])
+    with pytest.raises(JobRunnerError, match="--unit x is given twice"):
+        parse_units(["x=m", "x=km"])
+    assert slice_indices(plan, {"depth": 49.9}) == (4,)  # within half the last spacing (20 to 40)
+    with pytest.raises(JobRunnerError, match="off the axis"):
+        slice_indices(plan, {"depth": 50.1})
+    with pytest.raises(JobRunnerError, match="off the axis"):
+        slice_indices(plan, {"depth": -2.6})  # half the first spacing is 2.5
+
+
+def test_a_kernel_module_that_fails_as_it_is_imported_gets_one_line(project):
+    (project.root / "broken_kernel.py").write_text("def f(x, y):\n    return x +* y\n")
+    result = project.run("plan", "--step", "0.5", "--tiles", "1x1", "--kernel", "broken_kernel:f", check=False)
+    assert_one_line_error(result, "importing module 'broken_kernel' raised SyntaxError", "line 2 of")

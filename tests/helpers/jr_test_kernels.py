@@ -138,3 +138,41 @@ def field_named_like_an_axis(x, y):
 
 def field_not_a_name(x, y):
     return {"the misfit": x + y}
+
+
+def field_not_ascii(x, y):
+    return {"σ": x + y}
+
+
+def no_fields(x, y):
+    return {}
+
+
+def many_fields(x, y):
+    return {f"f{k}": x + y for k in range(65)}
+
+
+def one_array_badly_named(x, y):
+    return x + y
+
+
+one_array_badly_named.field = "a/b"
+
+
+def badly_marked(x, y):
+    return x + y
+
+
+badly_marked.markers = "abc"
+
+
+def marked(x, y, depth):
+    """Stations on the x, y map; none of them on a section through depth."""
+    return x + y + depth
+
+
+marked.markers = [("A", {"x": 1.0, "y": 2.0}), ("B", {"x": -1.0, "y": 0.5})]
+
+
+def two_fields_2d(complete, y):
+    return {"a": complete + y}
