@@ -18,6 +18,7 @@ from jobrunner import labels
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import write_atomically
 from jobrunner.plan import Plan, lab_step
+from jobrunner.vocabulary import IN_FLIGHT, OUTCOMES, STATE_LOOKS, outcome_meaning
 
 #: The longest side, in cells, that a figure draws; larger fields are strided down to this.
 MAX_DRAWN_CELLS = 1200
@@ -256,13 +257,17 @@ def save_scale_figure(study, target: Path) -> None:
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
 
 
-OUTCOME_COLOURS = {
-    "done": "tab:green",
-    "failed": "tab:red",
-    "lost": "black",
-    "interrupted": "tab:orange",
-    None: "tab:blue",  # still running
-}
+def timeline_bars(run) -> dict[str, list[tuple[int, float, float]]]:
+    """Every attempt of ``run`` as a bar ``(worker row, start, length)`` in seconds since the first
+    start, by the label of its outcome (:data:`jobrunner.vocabulary.OUTCOMES`; running ones too)."""
+    bars: dict[str, list[tuple[int, float, float]]] = {}
+    for row, worker in enumerate(run.workers):
+        for _, attempt in worker.attempts:
+            label = outcome_meaning(attempt.outcome).label
+            bars.setdefault(label, []).append(
+                (row, attempt.started - run.start, (attempt.ended or run.end) - attempt.started)
+            )
+    return bars
 
 
 def save_timeline_figure(run, title: str, target: Path) -> None:
@@ -275,15 +280,11 @@ def save_timeline_figure(run, title: str, target: Path) -> None:
     figure = Figure(figsize=(10, 1.6 + 0.28 * min(rows, 60)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for row, worker in enumerate(run.workers):
-        for outcome, colour in OUTCOME_COLOURS.items():
-            bars = [
-                (a.started - run.start, (a.ended or run.end) - a.started)
-                for _, a in worker.attempts
-                if a.outcome == outcome
-            ]
-            if bars:
-                axes.broken_barh(bars, (row - 0.4, 0.8), facecolors=colour, edgecolors="white", linewidth=0.3)
+    colours = {meaning.label: meaning.look.colour for meaning in (*OUTCOMES.values(), IN_FLIGHT)}
+    for label, bars in timeline_bars(run).items():
+        for row, start, length in bars:
+            axes.broken_barh([(start, length)], (row - 0.4, 0.8), facecolors=colours[label], edgecolors="white",
+                             linewidth=0.3)  # fmt: skip
     labels = [f"{w.name} ({w.via}) {100 * run.busy_fraction(w):.0f}% busy" for w in run.workers]
     axes.set_yticks(range(rows), labels, fontsize=8 if rows < 30 else 5)
     axes.set_ylim(rows - 0.5, -0.5)
@@ -291,12 +292,9 @@ def save_timeline_figure(run, title: str, target: Path) -> None:
     axes.set_xlabel("seconds since the first attempt started")
     axes.set_title(title, fontsize=10)
     axes.grid(True, axis="x", alpha=0.3)
-    handles = [Patch(color=c, label=o or "running") for o, c in OUTCOME_COLOURS.items()]
+    handles = [Patch(color=colour, label=label) for label, colour in colours.items()]
     axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
-
-
-STATE_COLOURS = {"pending": "0.85", "running": "tab:blue", "done": "tab:green", "failed": "tab:red"}
 
 
 def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) -> None:
@@ -323,7 +321,7 @@ def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) 
         (a0, a1), (b0, b1) = tile.bounds[0], tile.bounds[1] if len(tile.bounds) > 1 else (0, 1)
         x0, x1, y0, y1 = x[a0], x[a1], y[b0], y[b1]
         state = drawn[tile.index[0]][tile.index[1] if len(tile.index) > 1 else 0]
-        colour = to_rgb(STATE_COLOURS[state])
+        colour = to_rgb(STATE_LOOKS[state].colour)
         axes.fill([x0, x1, x1, x0], [y0, y0, y1, y1], color=colour, ec="white" if edge else colour, lw=0.5)
     axes.set_xlim(x[0], x[-1])
     axes.set_ylim(y[0], y[-1])
@@ -335,6 +333,6 @@ def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) 
     else:
         axes.set_yticks([])
     axes.set_title(title, fontsize=10)
-    handles = [Patch(color=c, label=s) for s, c in STATE_COLOURS.items()]
+    handles = [Patch(color=look.colour, label=str(state)) for state, look in STATE_LOOKS.items()]
     axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=100))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -275,3 +276,22 @@ def load_kernel(name: str, folder: str = "") -> Kernel:
     if not callable(function):
         raise JobRunnerError(f"kernel {name!r}: module {module_name!r} has no function {function_name!r}")
     return function
+
+
+def params_from_options(items: list[str] | None, sigma: float | None = None) -> dict[str, Any]:
+    """A kernel's parameters from ``--param NAME=VALUE`` options (VALUE a JSON literal), and the
+    Gaussian's ``--sigma``, given once."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise JobRunnerError(f"--param takes NAME=VALUE, such as depth=250, not {item!r}")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise JobRunnerError(f"--param {item}: {value!r} is not a JSON literal (strings need quotes)") from None
+    if sigma is not None:
+        if "sigma" in params:
+            raise JobRunnerError("sigma is given twice, by --sigma and by --param sigma=...: give it once")
+        params["sigma"] = sigma
+    return params

@@ -261,7 +261,8 @@ class FlockLocks(JobLocks):
         # shared with a group, a member could have swapped the lock file for a link to a file of
         # ours, which an open of the path would truncate.  filelock opens the lock file itself
         # with O_NOFOLLOW.  This relies on filelock 4 neither truncating the file when it opens it
-        # nor unlinking it on release (the claim of a dead holder must outlive it).
+        # nor unlinking it on release (the claim of a dead holder must outlive it): guarded by
+        # tests/test_filelock_contract.py.
         data = attempt.claim_json() if attempt is not None else b""
         fd = self._held[job_id]
         os.pwrite(fd, data, 0)

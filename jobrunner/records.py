@@ -15,15 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.paths import writer_tag
+from jobrunner.vocabulary import RECORDED_STATES, AttemptOutcome, JobState
 
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-
-#: Outcomes of a finished attempt.  ``lost``: its worker died (SIGKILL, out of memory, node
-#: failure) or its lease ran out, and a later claimant found its claim; ``interrupted``: stopped
-#: by Ctrl-C or SIGTERM, the job left for another worker; ``abandoned``: its tile could not be
-#: saved (a full disk, a read-only folder), the job left for when that is fixed; ``timed-out``:
-#: ended by ``supervise --job-timeout`` (counted against ``--retries``).
-ATTEMPT_OUTCOMES = ("done", "failed", "lost", "interrupted", "abandoned", "timed-out")
+#: A job's states by their names (what each means: :mod:`jobrunner.vocabulary`).
+PENDING, RUNNING, DONE, FAILED = JobState.PENDING, JobState.RUNNING, JobState.DONE, JobState.FAILED
 
 #: A job whose workers died this many times is left failed, so a tile that kills its worker
 #: (a segfault, an out-of-memory kill) cannot take down worker after worker forever.
@@ -37,7 +32,7 @@ class Attempt:
     pid: int
     started: float
     ended: float | None = None
-    outcome: str | None = None  # None while in flight
+    outcome: AttemptOutcome | None = None  # None while in flight
     error: str | None = None
     traceback: str | None = None
     via: str = "work"  # how its worker was started: work, supervise, a Slurm array task
@@ -88,7 +83,7 @@ class Attempt:
 class JobRecord:
     id: str
     plan: str  # the plan id this record belongs to (its folder's)
-    state: str = PENDING
+    state: JobState = PENDING
     failures: int = 0  # kernel failures counted against --retries
     lost: int = 0  # attempts whose worker died
     tile: str | None = None  # once done: "sha256:<hex>" of the tile's bytes, as its worker wrote them
@@ -98,41 +93,41 @@ class JobRecord:
     def next_attempt(self, host: str, pid: int, now: float, via: str = "work", code: str = "", versions: str = ""):
         return Attempt(len(self.attempts) + 1, host, pid, now, via=via, plan=self.plan, code=code, versions=versions)
 
-    def _close(self, attempt: Attempt, now: float, outcome: str, error: str | None = None) -> None:
+    def _close(self, attempt: Attempt, now: float, outcome: AttemptOutcome, error: str | None = None) -> None:
         attempt.ended, attempt.outcome, attempt.error = now, outcome, error
         self.attempts.append(attempt)
 
     def close_lost(self, attempt: Attempt, now: float, why: str) -> None:
         """A claim left behind: its worker died holding the job, or lost its lease (we hold it now)."""
         attempt.attempt = len(self.attempts) + 1
-        self._close(attempt, now, "lost", why)
+        self._close(attempt, now, AttemptOutcome.LOST, why)
         self.lost += 1
         self.state = FAILED if self.lost >= MAX_LOST_ATTEMPTS else PENDING
 
     def close_timed_out(self, attempt: Attempt, now: float, why: str, retries: int) -> None:
         """A claim whose process was ended for running too long: a failure, counted against retries."""
         attempt.attempt = len(self.attempts) + 1
-        self._close(attempt, now, "timed-out", why)
+        self._close(attempt, now, AttemptOutcome.TIMED_OUT, why)
         self.failures += 1
         self.state = FAILED if self.failures > retries else PENDING
 
     def finish(self, attempt: Attempt, now: float, checksum: str) -> None:
-        self._close(attempt, now, "done")
+        self._close(attempt, now, AttemptOutcome.DONE)
         self.state, self.tile = DONE, checksum
 
     def fail(self, attempt: Attempt, now: float, error: str, traceback: str, retries: int, permanent=False) -> None:
-        self._close(attempt, now, "failed", error)
+        self._close(attempt, now, AttemptOutcome.FAILED, error)
         attempt.traceback = traceback
         self.failures += 1
         self.state = FAILED if permanent or self.failures > retries else PENDING
 
     def interrupt(self, attempt: Attempt, now: float, why: str) -> None:
-        self._close(attempt, now, "interrupted", why)
+        self._close(attempt, now, AttemptOutcome.INTERRUPTED, why)
         self.state = PENDING
 
     def abandon(self, attempt: Attempt, now: float, why: str) -> None:
         """The tile could not be saved: not the kernel's fault, so not counted against retries."""
-        self._close(attempt, now, "abandoned", why)
+        self._close(attempt, now, AttemptOutcome.ABANDONED, why)
         self.state = PENDING
 
     def requeue(self) -> None:
@@ -166,9 +161,13 @@ class JobRecord:
         for attempt in document["attempts"]:
             _check_fields(attempt, _ATTEMPT_FIELDS, "an attempt")
         attempts = [Attempt(**attempt) for attempt in document.pop("attempts")]
+        for attempt in attempts:
+            if attempt.outcome is not None:
+                attempt.outcome = AttemptOutcome(attempt.outcome)  # ValueError for a word we never write
         record = cls(**document, attempts=attempts)
-        if record.state not in (PENDING, DONE, FAILED):
-            raise ValueError(f"unknown state {record.state!r}")
+        record.state = JobState(record.state)
+        if record.state not in RECORDED_STATES:
+            raise ValueError(f"state {record.state} is never recorded")
         return record
 
 
@@ -203,7 +202,7 @@ def _check_fields(document: Any, types: dict[str, tuple], what: str) -> None:
             raise ValueError(f"{what}'s {name} is negative")
 
 
-def job_state(record: JobRecord | None, claim_is_live: bool) -> str:
+def job_state(record: JobRecord | None, claim_is_live: bool) -> JobState:
     """What a job is now: its record's state once finished, else running while a live worker claims it."""
     if record is not None and record.state in (DONE, FAILED):
         return record.state

@@ -18,6 +18,7 @@ from jobrunner.locking import Choice
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import Spool
 from jobrunner.stopping import drain_requested
+from jobrunner.vocabulary import MAP_PRECEDENCE
 
 #: A running job is marked overdue once it has run this many times the median finished tile...
 OVERDUE_FACTOR = 4.0
@@ -115,10 +116,6 @@ def is_overdue(age: float, median_tile_seconds: float | None) -> bool:
     return age > max(OVERDUE_FACTOR * median_tile_seconds, OVERDUE_MIN_SECONDS)
 
 
-#: Which state a square of the tile map shows when tiles along further axes differ: the first that applies.
-_MAP_PRECEDENCE = (FAILED, RUNNING, PENDING, DONE)
-
-
 def state_map(plan, states: dict[str, str]) -> list[list[str]]:
     """Each tile's state over the plan's first two axes: ``[i][j]`` for the tile ``i`` along the
     first axis and ``j`` along the second (one column on a 1-D grid).  Tiles that differ only
@@ -128,4 +125,4 @@ def state_map(plan, states: dict[str, str]) -> list[list[str]]:
     found: list[list[set]] = [[set() for _ in range(second)] for _ in range(first)]
     for tile in plan.tiles():
         found[tile.index[0]][tile.index[1] if len(tile.index) > 1 else 0].add(states.get(tile.id, PENDING))
-    return [[next(s for s in _MAP_PRECEDENCE if s in square) for square in row] for row in found]
+    return [[next(s for s in MAP_PRECEDENCE if s in square) for square in row] for row in found]

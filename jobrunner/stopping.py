@@ -69,6 +69,15 @@ def earliest(*deadlines: Deadline | None) -> Deadline | None:
     return min(known, key=lambda d: d.at) if known else None
 
 
+def run_deadline(max_time: str | None, started: float) -> Deadline | None:
+    """When a run that started at ``started`` must stop claiming: ``--max-time`` after its start,
+    or its Slurm job's end (inside one), whichever comes first; None for neither."""
+    from jobrunner.slurm import job_end_time  # not at the top: jobrunner.slurm imports this module
+
+    limit = Deadline(started + parse_duration(max_time), f"--max-time {max_time}") if max_time else None
+    return earliest(limit, job_end_time())
+
+
 def next_tile_fits(now: float, deadline: Deadline, durations: list[float]) -> bool:
     """Whether a tile claimed at ``now`` would finish by the deadline, judged by the median so far."""
     return not durations or now + statistics.median(durations) <= deadline.at

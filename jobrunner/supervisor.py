@@ -40,7 +40,8 @@ from jobrunner.executors import open_executor
 from jobrunner.records import FAILED
 from jobrunner.spool import Spool
 from jobrunner.stopping import MAX_DURATION
-from jobrunner.worker import FAILED_FOR_GOOD, WILL_RETRY, Outcome, Progress, Run, WorkSummary, close_timed_out
+from jobrunner.vocabulary import AttemptResult
+from jobrunner.worker import Outcome, Progress, Run, WorkSummary, close_timed_out
 
 #: A pool that breaks this many times in a row without finishing a tile is a problem to report.
 MAX_BROKEN_POOLS = 5
@@ -121,7 +122,12 @@ def supervise(
                     why = f"ran past --job-timeout {job_timeout:g} s; its pool process was ended"
                     closed = close_timed_out(spool, job_id, why, retries)
                     if closed is not None:
-                        run.record(Outcome(job_id, FAILED_FOR_GOOD if closed.state == FAILED else WILL_RETRY))
+                        run.record(
+                            Outcome(
+                                job_id,
+                                AttemptResult.FAILED_FOR_GOOD if closed.state == FAILED else AttemptResult.WILL_RETRY,
+                            )
+                        )
                 if timed_out:
                     pending += later  # the whole pass again, on a new pool
                     continue  # our own doing, not a pool that keeps breaking

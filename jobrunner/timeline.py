@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from jobrunner.records import Attempt
 from jobrunner.spool import JobStatus, Spool
+from jobrunner.vocabulary import AttemptOutcome
 
 
 @dataclass
@@ -32,7 +33,7 @@ class WorkerTimeline:
 
     @property
     def tiles_done(self) -> int:
-        return sum(a.outcome == "done" for _, a in self.attempts)
+        return sum(a.outcome == AttemptOutcome.DONE for _, a in self.attempts)
 
 
 @dataclass

@@ -24,29 +24,22 @@ from jobrunner.paths import writer_tag
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord
 from jobrunner.spool import JobStatus, Spool, UnreadableRecord
 from jobrunner.stopping import DRAINING, Deadline, drain_requested, next_tile_fits, overrun_message
-
-#: What one call of :func:`attempt_job` came to.
-DONE_HERE = "done"  # we computed and published the tile
-FAILED_FOR_GOOD = "failed"  # it failed and is out of retries (or its spec is invalid)
-WILL_RETRY = "retry"  # the kernel failed; the job is claimable again
-BUSY = "busy"  # another worker holds it now
-DONE_ELSEWHERE = "done-elsewhere"  # someone else finished it before we looked
-LEASE_LOST = "lease-lost"  # our lease ran out and another worker took the job over; result dropped
-FAILED_ELSEWHERE = "failed-elsewhere"  # already failed for good
-STOPPED = "stopped"  # not tried: the spool is being drained (see jobrunner.stopping)
+from jobrunner.vocabulary import RESULTS, AttemptOutcome, AttemptResult
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """What one call of :func:`attempt_job` came to (:data:`jobrunner.vocabulary.RESULTS` says what each means)."""
+
     job_id: str
-    result: str
+    result: AttemptResult
     seconds: float = 0.0
     error: str | None = None
 
     @property
     def claimed(self) -> bool:
         """Whether this worker ran an attempt (so the spool changed because of it)."""
-        return self.result in (DONE_HERE, FAILED_FOR_GOOD, WILL_RETRY, LEASE_LOST)
+        return RESULTS[self.result].claimed
 
 
 @dataclass
@@ -96,27 +89,31 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
     longer the spool's, nor with kernel code other than the plan's: both raise, one line each.
     """
     if drain_requested(spool.paths):
-        return Outcome(job_id, STOPPED)
+        return Outcome(job_id, AttemptResult.STOPPED)
     spool.check_current()  # step 0: courtesy, not the fence (a replaced plan's paths lead only to its own folders)
     spool.check_code()
     try:
         record = spool.read_record(job_id)
     except UnreadableRecord as error:  # this job only: the others go on
-        return Outcome(job_id, FAILED_ELSEWHERE, error=str(error))
+        return Outcome(job_id, AttemptResult.FAILED_ELSEWHERE, error=str(error))
     if record is not None and record.state in (DONE, FAILED):
-        return Outcome(job_id, DONE_ELSEWHERE if record.state == DONE else FAILED_ELSEWHERE)
+        return Outcome(job_id, AttemptResult.DONE_ELSEWHERE if record.state == DONE else AttemptResult.FAILED_ELSEWHERE)
     with spool.claim(job_id) as hold:
         if hold is None:
-            return Outcome(job_id, BUSY)
+            return Outcome(job_id, AttemptResult.BUSY)
         try:
             record = spool.read_record(job_id) or spool.new_record(job_id)  # look again: it may be done by now
         except UnreadableRecord as error:
-            return Outcome(job_id, FAILED_ELSEWHERE, error=str(error))
+            return Outcome(job_id, AttemptResult.FAILED_ELSEWHERE, error=str(error))
         orphan = close_orphan_claim(spool, record, lambda claim: record.close_lost(claim, time.time(), LOST_WHY))
         if record.state == DONE:
-            return Outcome(job_id, DONE_ELSEWHERE)
+            return Outcome(job_id, AttemptResult.DONE_ELSEWHERE)
         if record.state == FAILED:
-            return Outcome(job_id, FAILED_FOR_GOOD if orphan else FAILED_ELSEWHERE, error=record.last_error)
+            return Outcome(
+                job_id,
+                AttemptResult.FAILED_FOR_GOOD if orphan else AttemptResult.FAILED_ELSEWHERE,
+                error=record.last_error,
+            )
         return _run_attempt(spool, record, hold, retries)
 
 
@@ -164,11 +161,11 @@ def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> O
     )
     started = time.perf_counter()
 
-    def conclude(result: str, error: str | None = None) -> Outcome:
+    def conclude(result: AttemptResult, error: str | None = None) -> Outcome:
         lost = hold.lost()
         if lost is not None:  # another worker holds the job now: the record and the claim are its own
             spool.remove_partials(job_id, attempt.writer)
-            return Outcome(job_id, LEASE_LOST, time.perf_counter() - started, f"result dropped: {lost}")
+            return Outcome(job_id, AttemptResult.LEASE_LOST, time.perf_counter() - started, f"result dropped: {lost}")
         spool.write_record(record)
         spool.write_claim(job_id, None)
         return Outcome(job_id, result, time.perf_counter() - started, error)
@@ -179,18 +176,20 @@ def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> O
             tile = spool.load_spec(job_id)
         except JobRunnerError as error:  # a bad spec fails the same way every time: no retries
             record.fail(attempt, time.time(), str(error), traceback.format_exc(), retries, permanent=True)
-            return conclude(FAILED_FOR_GOOD, str(error))
+            return conclude(AttemptResult.FAILED_FOR_GOOD, str(error))
         try:
             values = compute_tile(spool.plan, tile)
         except Exception as error:  # the kernel's failure is the job's, recorded with its traceback
             message = f"{type(error).__name__}: {error}"
             record.fail(attempt, time.time(), message, traceback.format_exc(), retries)
-            return conclude(FAILED_FOR_GOOD if record.state == FAILED else WILL_RETRY, message)
+            return conclude(
+                AttemptResult.FAILED_FOR_GOOD if record.state == FAILED else AttemptResult.WILL_RETRY, message
+            )
         if hold.lost() is not None:
-            return conclude(LEASE_LOST)
+            return conclude(AttemptResult.LEASE_LOST)
         checksum = spool.publish_tile(job_id, values)
         record.finish(attempt, time.time(), checksum)
-        return conclude(DONE_HERE)
+        return conclude(AttemptResult.DONE_HERE)
     except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
         if attempt not in record.attempts:
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
@@ -199,7 +198,7 @@ def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> O
                 record.abandon(attempt, time.time(), _why_stopped(error))
             spool.remove_partials(job_id, attempt.writer)
             try:
-                conclude(WILL_RETRY)
+                conclude(AttemptResult.WILL_RETRY)
             except JobRunnerError:
                 pass  # the spool's disk refuses the record too: the error being raised says what to fix
             spool.remove_empty_scratch()  # this worker stops here: leave no empty folders behind
@@ -244,7 +243,11 @@ class Run:
         self.summary.stopped = DRAINING if drain_requested(spool.paths) else None
         # How long a tile takes, for the deadline: every finished attempt in the spool, then ours.
         self.durations = [
-            a.seconds for s in statuses if s.record for a in s.record.attempts if a.outcome == DONE and a.seconds
+            a.seconds
+            for s in statuses
+            if s.record
+            for a in s.record.attempts
+            if a.outcome == AttemptOutcome.DONE and a.seconds
         ]
         # Each look at the whole spool reads every record, so none is wasted: this one serves the
         # first pass, and the one that finds nothing left to claim serves the final totals.
@@ -282,11 +285,11 @@ class Run:
 
     def record(self, outcome: Outcome) -> None:
         self.claimed_any |= outcome.claimed
-        if outcome.result == BUSY:
+        if outcome.result == AttemptResult.BUSY:
             self.busy.append(outcome.job_id)
-        elif outcome.result == STOPPED and not self.stopped:
+        elif outcome.result == AttemptResult.STOPPED and not self.stopped:
             self.summary.stopped = DRAINING
-        elif outcome.result == DONE_HERE:
+        elif outcome.result == AttemptResult.DONE_HERE:
             self.durations.append(outcome.seconds)
         tally(outcome, self.progress, self.summary)
         self.report()
@@ -392,15 +395,12 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
 
 
 def tally(outcome: Outcome, progress: Progress, summary: WorkSummary) -> None:
+    meaning = RESULTS[outcome.result]
     progress.last = outcome
-    if outcome.result in (DONE_HERE, DONE_ELSEWHERE):
-        progress.done += 1
-    if outcome.result == DONE_HERE:
-        summary.done_here += 1
-    elif outcome.result in (FAILED_FOR_GOOD, FAILED_ELSEWHERE):
-        progress.failed += 1
-    elif outcome.result == BUSY:
-        summary.busy += 1
+    progress.done += meaning.done
+    progress.failed += meaning.failed
+    summary.done_here += meaning.computed_here
+    summary.busy += outcome.result is AttemptResult.BUSY
 
 
 def check_retries(retries: int) -> None:

@@ -1,39 +1,46 @@
-"""The ``jobrunner`` command: a thin typer layer over the library.
+"""The ``jobrunner`` commands: each parses its options and calls the library, nothing more.
 
-Every option that names a folder reads its environment variable when not given: the command
-line beats the environment, which beats the default.  Errors the user can fix arrive as
-:class:`~jobrunner.errors.JobRunnerError` and are printed once, by :func:`main`, as one line.
+Errors the user can fix arrive as :class:`~jobrunner.errors.JobRunnerError` and are printed
+once, by :func:`main`, as one line.  Options live in :mod:`jobrunner.cli.options`, what the
+commands show in :mod:`jobrunner.cli.views`, and signal handling in :mod:`jobrunner.cli.signals`.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
+from jobrunner.cli.options import (
+    AxisOption,
+    ExtentOption,
+    KernelOption,
+    LeaseOption,
+    LockOption,
+    MaxTimeOption,
+    OutputsOption,
+    ParamOption,
+    PlanOutputsOption,
+    PointwiseOption,
+    RetriesOption,
+    RetryFailedOption,
+    SerialOutputsOption,
+    SpoolOption,
+    StepOption,
+    UnitOption,
+    open_spool,
+)
+from jobrunner.cli.signals import interruptible
+from jobrunner.cli.views import counts_table, err, out, progress_bar, report_summary, watch_spool
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, field_units, grid_from_options, parse_tiling, parse_units
-from jobrunner.kernels import local_kernel_folder
+from jobrunner.kernels import local_kernel_folder, params_from_options
 from jobrunner.plan import Plan
-from jobrunner.records import DONE, FAILED, PENDING, RUNNING
-from jobrunner.worker import WorkSummary
 
 app = typer.Typer(
     help="Run embarrassingly parallel grid work: plan tiles into a spool, drain it with workers, stitch the result.\n\n"
@@ -46,150 +53,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-SpoolOption = Annotated[
-    Path,
-    typer.Option(
-        "--spool", envvar="JOBRUNNER_SPOOL", help="Spool folder holding the plan and its jobs.", show_default=True
-    ),
-]
-OutputsOption = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--outputs",
-        envvar="JOBRUNNER_OUTPUTS",
-        help="Folder for tiles, arrays and figures. Default: the one the plan records; another is refused.",
-        show_default=False,
-    ),
-]
-PlanOutputsOption = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--outputs",
-        envvar="JOBRUNNER_OUTPUTS",
-        help="Folder for tiles, arrays and figures; the plan records it, and every later command uses it. "
-        "One spool per outputs folder. Default: outputs/ for a new spool, else the folder its plan records.",
-        show_default=False,
-    ),
-]
-SerialOutputsOption = Annotated[
-    Path,
-    typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", help="Folder for arrays and figures."),
-]
-StepOption = Annotated[
-    Optional[float],
-    typer.Option("--step", help="The lab's grid: spacing of x and y (default 0.001).", show_default=False),
-]
-ExtentOption = Annotated[
-    Optional[tuple[float, float, float, float]],
-    typer.Option(
-        "--extent",
-        metavar="XMIN XMAX YMIN YMAX",
-        help="The lab's grid (default -2 2 -2 2): x is np.arange(XMIN, XMAX, STEP) and y np.arange(YMIN, YMAX, STEP). "
-        "The end is left out, but rounding can let the last point land on it: --extent 1 1.3 0 1 --step 0.1 "
-        "gives x = 1.0, 1.1, 1.2, 1.3000000000000003.",
-        show_default=False,
-    ),
-]
-AxisOption = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--axis",
-        metavar="NAME=SPEC",
-        help="One axis of the grid, repeatable, in the order of the result's dimensions: NAME=START:STOP:STEP "
-        "(np.arange: STOP left out), NAME=START:STOP/N (N points, both ends), or NAME=V1,V2,... (those values). "
-        "Instead of --step and --extent. The kernel receives each axis by its NAME.",
-        show_default=False,
-    ),
-]
-UnitOption = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--unit",
-        metavar="NAME=UNIT",
-        help="The unit of an axis's values (depth=km), or of a field the kernel returns (misfit=s). Repeatable.",
-    ),
-]
-KernelOption = Annotated[
-    str,
-    typer.Option(
-        "--kernel",
-        help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), sphere (a buried "
-        "sphere's gravity), quake (an earthquake-location misfit over x, y, depth; --pointwise), or "
-        "package.module:function (a module in the folder where you run `plan` is found). See `jobrunner kernels`.",
-    ),
-]
-ParamOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--param", metavar="NAME=VALUE", help="A kernel parameter; VALUE is a JSON literal. Repeatable."),
-]
-PointwiseOption = Annotated[
-    bool,
-    typer.Option(
-        "--pointwise",
-        help="The kernel takes one number per axis and returns one number (as the lab's loop does), "
-        "and is called once per cell; without it, once per tile with arrays.",
-    ),
-]
-SigmaOption = Annotated[float, typer.Option("--sigma", help="Width of the Gaussian.")]
-RetriesOption = Annotated[
-    int, typer.Option("--retries", help="Run a job whose kernel raised this many more times before leaving it failed.")
-]
-RetryFailedOption = Annotated[
-    bool, typer.Option("--retry-failed", help="Give jobs already left failed a fresh set of retries first.")
-]
-MaxTimeOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--max-time",
-        envvar="JOBRUNNER_MAX_TIME",
-        metavar="DURATION",
-        help="Stop claiming when the next tile would not finish within this time from the start (judged by the "
-        "tiles' median duration): 3h, 90m, 45s, 01:00:00. Inside a Slurm job the job's end time counts too.",
-    ),
-]
-LockOption = Annotated[
-    str,
-    typer.Option(
-        "--lock",
-        envvar="JOBRUNNER_LOCK",
-        metavar="auto|flock|lease",
-        help="How workers claim jobs: flock (the disk's locks), lease (a marker kept fresh by a heartbeat, for "
-        "disks whose locks do not reach other machines), or auto (look at the disk). Chosen once per spool by "
-        "its first worker; see `jobrunner doctor`.",
-    ),
-]
-LeaseOption = Annotated[
-    Optional[float],
-    typer.Option(
-        "--lease",
-        envvar="JOBRUNNER_LEASE_SECONDS",
-        metavar="SECONDS",
-        help="In lease mode: how long a worker's claim lasts without a heartbeat before others may take its job "
-        "(default 30; chosen once per spool).",
-        show_default=False,
-    ),
-]
-
-
-def _kernel_params(param: list[str] | None, sigma: float | None) -> dict:
-    """--param NAME=VALUE options, and --sigma (the Gaussian's, given once)."""
-    params = _parse_params(param or [])
-    if sigma is not None:
-        if "sigma" in params:
-            raise JobRunnerError("sigma is given twice, by --sigma and by --param sigma=...: give it once")
-        params["sigma"] = sigma
-    return params
-
-
-def _spool(spool: Path, outputs: Path | None, lock: str | None = None, lease: float | None = None):
-    """Open the spool; commands without a --lock option still honour JOBRUNNER_LOCK."""
-    from jobrunner.spool import Spool
-
-    lock = lock or os.environ.get("JOBRUNNER_LOCK") or "auto"
-    return Spool.open(spool, outputs, lock, lease)
 
 
 @app.command()
@@ -214,9 +77,9 @@ def serial(
     units = parse_units(unit or [])
     grid = grid_from_options(axis or [], units, step, extent)
     here = local_kernel_folder(kernel, Path.cwd())
-    params = _kernel_params(param, sigma)
+    params = params_from_options(param, sigma)
     the_plan = Plan(grid, (1,) * len(grid.axes), kernel, params, pointwise, here, units=field_units(units, grid))
-    with _progress_bar("serial", unit="blocks") as advance:
+    with progress_bar("serial", unit="blocks") as advance:
         result = run_serial(the_plan, outputs, on_progress=lambda done, total: advance(done, total))
     size = " x ".join(str(n) for n in grid.shape)
     what = "serial loop" if kernel == "loop" else f"kernel {kernel}, one process,"
@@ -257,7 +120,7 @@ def plan(
     units = parse_units(unit or [])
     grid = grid_from_options(axis or [], units, step, extent)
     here = local_kernel_folder(kernel, Path.cwd())  # workers started anywhere import it from here
-    params = _kernel_params(param, sigma)
+    params = params_from_options(param, sigma)
     the_plan = Plan(grid, parse_tiling(tiles), kernel, params, pointwise, here, units=field_units(units, grid))
     created, wrote = Spool.create(the_plan, spool, outputs, replace=replace)
     verb = "planned" if wrote else "already planned (nothing changed)"
@@ -298,8 +161,7 @@ def work(
     """
     import time
 
-    from jobrunner.slurm import job_end_time
-    from jobrunner.stopping import Deadline, earliest, parse_duration
+    from jobrunner.stopping import run_deadline
     from jobrunner.worker import work as run_worker
 
     if log is not None:
@@ -307,13 +169,12 @@ def work(
 
         append_output_to(log, spool)
     started = time.time()
-    the_spool = _spool(spool, outputs, lock, lease)
-    limit = Deadline(started + parse_duration(max_time), f"--max-time {max_time}") if max_time else None
-    deadline = earliest(limit, job_end_time())
+    the_spool = open_spool(spool, outputs, lock, lease)
+    deadline = run_deadline(max_time, started)
     if deadline is not None:
         clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(deadline.at))
         err.print(f"stops claiming tiles that would not finish before {clock} ({deadline.what})", highlight=False)
-    with _interruptible(), _progress_bar("tiles", unit="tiles") as advance:
+    with interruptible(), progress_bar("tiles", unit="tiles") as advance:
         summary = run_worker(
             the_spool,
             retries,
@@ -321,7 +182,7 @@ def work(
             on_progress=lambda p: advance(p.done + p.failed, p.total),
             deadline=deadline,
         )
-    _report(summary, f"worker {socket.gethostname()}:{os.getpid()}")
+    report_summary(summary, f"worker {socket.gethostname()}:{os.getpid()}")
 
 
 @app.command()
@@ -380,8 +241,8 @@ def supervise(
     from jobrunner.supervisor import supervise as run_supervisor
 
     label = f"{workers or os.cpu_count() or 1} workers" if executor == "process" else f"{executor} workers"
-    the_spool = _spool(spool, outputs, lock, lease)
-    with _interruptible(), _progress_bar(label, unit="tiles") as advance:
+    the_spool = open_spool(spool, outputs, lock, lease)
+    with interruptible(), progress_bar(label, unit="tiles") as advance:
         summary = run_supervisor(
             the_spool,
             workers,
@@ -392,7 +253,7 @@ def supervise(
             executor=executor,
             scheduler=scheduler,
         )
-    _report(summary, f"supervisor with {label}")
+    report_summary(summary, f"supervisor with {label}")
 
 
 @app.command()
@@ -430,7 +291,7 @@ def slurm(
     from jobrunner.slurm import submit as run_sbatch
 
     options = ArrayOptions(array, throttle, time, mem, partition, account, cpus_per_task, tuple(extra or ()))
-    the_spool = _spool(spool, outputs)
+    the_spool = open_spool(spool, outputs)
     command = write_sbatch(options, the_spool.paths)
     out.print(f"wrote {the_spool.paths.sbatch_script}", highlight=False)
     if not submit:
@@ -450,7 +311,7 @@ def drain(spool: SpoolOption = Path("jobs")) -> None:
     """
     from jobrunner.stopping import request_drain
 
-    the_spool = _spool(spool, None)
+    the_spool = open_spool(spool, None)
     verb = "draining" if request_drain(the_spool.paths) else "already draining"
     out.print(f"{verb}: workers finish their current tile and exit ({the_spool.paths.drain_file})", highlight=False)
     out.print("see them go with `jobrunner status`; `jobrunner resume` lets workers claim again")
@@ -461,7 +322,7 @@ def resume(spool: SpoolOption = Path("jobs")) -> None:
     """Undo `jobrunner drain`: workers started from now on claim jobs again (stopped ones stay stopped)."""
     from jobrunner.stopping import cancel_drain
 
-    the_spool = _spool(spool, None)
+    the_spool = open_spool(spool, None)
     if cancel_drain(the_spool.paths):
         out.print("resumed: new workers claim jobs again; start them with `jobrunner work` or `jobrunner slurm`")
     else:
@@ -563,7 +424,7 @@ def reduce(
     from jobrunner.figures import parse_slices
     from jobrunner.stitch import reduce as run_reduce
 
-    result = run_reduce(_spool(spool, outputs), partial, field, parse_slices(slice_at or []))
+    result = run_reduce(open_spool(spool, outputs), partial, field, parse_slices(slice_at or []))
     size = " x ".join(str(n) for n in result.shape)
     products = [result.array, *([result.dataset] if result.dataset else []), result.figure]
     out.print(f"stitched {size}: wrote {', '.join(map(str, products[:-1]))} and {products[-1]}", highlight=False)
@@ -591,9 +452,9 @@ def status(
 
     if not 0.05 <= interval <= 3600:  # nan fails this too
         raise JobRunnerError(f"--interval takes seconds between refreshes, from 0.05 to 3600, not {interval:g}")
-    the_spool = _spool(spool, outputs)
+    the_spool = open_spool(spool, outputs)
     if watch:
-        return _watch(the_spool, interval)
+        return watch_spool(the_spool, interval)
     report = spool_status(the_spool)
     out.print(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}")
     out.print(
@@ -604,7 +465,7 @@ def status(
         out.print("locks: not chosen yet (the first worker chooses; `jobrunner doctor` shows what auto would)")
     else:
         out.print(f"locks: {report.locking.mode} ({report.locking.reason})", highlight=False)
-    out.print(_counts_table(report.counts))
+    out.print(counts_table(report.counts))
     if report.draining:
         out.print("  [yellow]draining[/yellow]: workers exit after their current tile; `jobrunner resume` undoes it")
     for job in report.running:
@@ -621,83 +482,6 @@ def status(
         out.print(f"  [red]failed[/red] {job.id} after {job.attempts} attempts: {job.error}", soft_wrap=True)
     if report.failed:
         out.print("  rerun them with `jobrunner work --retry-failed`; each record in records/ has the traceback")
-
-
-STATE_STYLES = {PENDING: ("white", "·"), RUNNING: ("cyan", "▶"), DONE: ("green", "█"), FAILED: ("red", "x")}
-
-#: Plans up to this many tiles a side get a tile map in the terminal.
-TERMINAL_MAP_SIDE = 60
-
-
-def _counts_table(counts) -> Table:
-    table = Table("state", "jobs", box=None)
-    for state, (colour, _) in STATE_STYLES.items():
-        table.add_row(f"[{colour}]{state}[/]", str(counts[state]))
-    return table
-
-
-def _watch(the_spool, interval: float) -> None:
-    """Redraw workers, counts and the tile map until every job is done or failed (or Ctrl-C)."""
-    import time
-    from collections import Counter
-
-    from rich.console import Group
-    from rich.live import Live
-
-    from jobrunner.figures import save_tile_map
-    from jobrunner.status import state_map
-    from jobrunner.timeline import timeline
-
-    the_spool.check_outputs()  # never make a moved-away outputs folder again: reduce would requeue everything
-    target = the_spool.paths.product("tiles.png")
-
-    def snapshot():
-        statuses = the_spool.statuses()  # one read of the spool per refresh
-        run = timeline(the_spool, statuses)
-        states = {s.id: s.state for s in statuses}
-        counts = Counter({state: 0 for state in STATE_STYLES}) + Counter(states.values())
-        current = {(s.claim.host, s.claim.pid): s.id for s in statuses if s.claim is not None}
-        workers = Table("worker", "started by", "current tile", "tiles done", "tiles/min", box=None)
-        for worker in run.workers:
-            live = (worker.host, worker.pid) in current
-            rate = 60 * worker.tiles_done / run.span if run.span > 0 else 0
-            workers.add_row(
-                worker.name,
-                worker.via,
-                current.get((worker.host, worker.pid), "-" if not live else ""),
-                str(worker.tiles_done),
-                f"{rate:.1f}",
-                style=None if live else "dim",
-            )
-        parts = [Text(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}"), _counts_table(counts), workers]
-        squares = state_map(the_spool.plan, states)
-        if max(len(squares), len(squares[0])) <= TERMINAL_MAP_SIDE:
-            tile_map = Text()
-            for row in squares:
-                for state in row:
-                    colour, mark = STATE_STYLES[state]
-                    tile_map.append(mark, style=colour)
-                tile_map.append("\n")
-            parts.append(tile_map)
-        done = counts[DONE] + counts[FAILED] == len(states)
-        return Group(*parts), states, counts, done
-
-    last_map = 0.0
-    try:
-        with Live(console=out, auto_refresh=False) as live:
-            while True:
-                view, states, counts, done = snapshot()
-                live.update(view, refresh=True)
-                if done or time.monotonic() - last_map > 5:
-                    title = f"{counts[DONE]} done, {counts[RUNNING]} running, {counts[FAILED]} failed of {len(states)}"
-                    save_tile_map(the_spool.plan, states, title, target)
-                    last_map = time.monotonic()
-                if done:
-                    break
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        pass
-    out.print(f"wrote {target}")
 
 
 @app.command()
@@ -739,7 +523,7 @@ def scale(
     paths = SpoolPaths.outputs_only(outputs)
     ensure_folder(paths.outputs, "outputs", "--outputs")
     total = 1 + len(counts) * repeat
-    with _progress_bar("scaling study", unit="runs") as advance:
+    with progress_bar("scaling study", unit="runs") as advance:
         done = 0
 
         def on_event(event) -> None:
@@ -757,7 +541,7 @@ def scale(
                 err.print(f"  [yellow]{event.message}[/yellow]")
 
         tiling = parse_tiling(tiles) if tiles else None
-        params = _kernel_params(param, None)
+        params = params_from_options(param, None)
         study = run_scale(grid, counts, tiling, kernel, repeat, limit, on_event=on_event, params=params)
     csv_path, figure_path = paths.product("scale.csv"), paths.product("scale.png")
     write_text(csv_path, study.to_csv())
@@ -781,7 +565,7 @@ def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
     from jobrunner.figures import save_timeline_figure
     from jobrunner.timeline import timeline
 
-    the_spool = _spool(spool, outputs)
+    the_spool = open_spool(spool, outputs)
     run = timeline(the_spool)
     if not run.workers:
         raise JobRunnerError(f"no job in {the_spool.paths.spool} has been attempted yet: start workers first")
@@ -810,104 +594,6 @@ def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
     )
     save_timeline_figure(run, title, target)
     out.print(f"wrote {target}")
-
-
-def _parse_params(items: list[str]) -> dict:
-    import json
-
-    params = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise JobRunnerError(f"--param takes NAME=VALUE, such as depth=250, not {item!r}")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            raise JobRunnerError(f"--param {item}: {value!r} is not a JSON literal (strings need quotes)") from None
-    return params
-
-
-def _report(summary: WorkSummary, who: str) -> None:
-    line = (
-        f"{who}: computed {summary.done_here} tiles in {summary.seconds:.1f} s; "
-        f"spool {summary.done}/{summary.total} done"
-    )
-    if summary.busy:
-        line += f", {summary.busy} claims skipped (held by other workers)"
-    if summary.failed:
-        err.print(f"[red]{line}, {len(summary.failed)} failed[/red]: see `jobrunner status`", soft_wrap=True)
-        raise typer.Exit(1)
-    out.print(line, soft_wrap=True)
-    if summary.stopped and summary.done < summary.total:
-        out.print(f"stopped claiming: {summary.stopped}", soft_wrap=True, highlight=False)
-
-
-class _RateColumn(ProgressColumn):
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f} {self.unit}/s", style="cyan")
-
-
-@contextmanager
-def _progress_bar(description: str, unit: str):
-    """A rich progress bar on a terminal; nothing when output goes to a file or a pipe.
-
-    The bar (and its refresh thread) starts at the first update, which the supervisor sends only
-    after its pool has forked: forking while another thread runs can deadlock the children.
-    """
-    if not err.is_terminal:
-        yield lambda done, total: None
-        return
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        _RateColumn(unit),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    ]
-    bar = Progress(*columns, console=err)
-    task = bar.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        bar.stop()
-
-
-@contextmanager
-def _interruptible():
-    """Ctrl-C and SIGTERM (what scancel sends) stop the work cleanly; finished tiles stay.
-
-    Exits 128 + the signal's number, as a shell reports a process killed by it: 130 for Ctrl-C,
-    143 for SIGTERM, so that Slurm and scripts can tell a stopped worker from a failed one.
-    """
-    received = [signal.SIGINT]
-
-    def on_sigterm(signum, frame):
-        received[0] = signum
-        signal.default_int_handler(signum, frame)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    except KeyboardInterrupt:
-        name = "SIGTERM" if received[0] == signal.SIGTERM else "interrupted"
-        err.print(f"[yellow]{name}[/yellow]: finished tiles are kept; the jobs in flight are claimable again")
-        raise typer.Exit(128 + received[0]) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main() -> None:

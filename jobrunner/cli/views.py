@@ -1,0 +1,164 @@
+"""What the commands show: progress bars, tables, the live watch of a spool, a run's summary line.
+
+Output goes to two consoles, ``out`` (results) and ``err`` (progress and warnings), so that a
+script can read one without the other.  Nothing here decides anything about a spool: the views
+draw what the library returns.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from jobrunner.records import DONE, FAILED, RUNNING
+from jobrunner.vocabulary import STATE_LOOKS
+from jobrunner.worker import WorkSummary
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+#: Plans up to this many tiles a side get a tile map in the terminal.
+TERMINAL_MAP_SIDE = 60
+
+
+def counts_table(counts) -> Table:
+    table = Table("state", "jobs", box=None)
+    for state, look in STATE_LOOKS.items():
+        table.add_row(f"[{look.style}]{state}[/]", str(counts[state]))
+    return table
+
+
+def watch_spool(the_spool, interval: float) -> None:
+    """Redraw workers, counts and the tile map until every job is done or failed (or Ctrl-C)."""
+    import time
+    from collections import Counter
+
+    from rich.console import Group
+    from rich.live import Live
+
+    from jobrunner.figures import save_tile_map
+    from jobrunner.status import state_map
+    from jobrunner.timeline import timeline
+
+    the_spool.check_outputs()  # never make a moved-away outputs folder again: reduce would requeue everything
+    target = the_spool.paths.product("tiles.png")
+
+    def snapshot():
+        statuses = the_spool.statuses()  # one read of the spool per refresh
+        run = timeline(the_spool, statuses)
+        states = {s.id: s.state for s in statuses}
+        counts = Counter({state: 0 for state in STATE_LOOKS}) + Counter(states.values())
+        current = {(s.claim.host, s.claim.pid): s.id for s in statuses if s.claim is not None}
+        workers = Table("worker", "started by", "current tile", "tiles done", "tiles/min", box=None)
+        for worker in run.workers:
+            live = (worker.host, worker.pid) in current
+            rate = 60 * worker.tiles_done / run.span if run.span > 0 else 0
+            workers.add_row(
+                worker.name,
+                worker.via,
+                current.get((worker.host, worker.pid), "-" if not live else ""),
+                str(worker.tiles_done),
+                f"{rate:.1f}",
+                style=None if live else "dim",
+            )
+        parts = [Text(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}"), counts_table(counts), workers]
+        squares = state_map(the_spool.plan, states)
+        if max(len(squares), len(squares[0])) <= TERMINAL_MAP_SIDE:
+            tile_map = Text()
+            for row in squares:
+                for state in row:
+                    look = STATE_LOOKS[state]
+                    tile_map.append(look.mark, style=look.style)
+                tile_map.append("\n")
+            parts.append(tile_map)
+        done = counts[DONE] + counts[FAILED] == len(states)
+        return Group(*parts), states, counts, done
+
+    last_map = 0.0
+    try:
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                view, states, counts, done = snapshot()
+                live.update(view, refresh=True)
+                if done or time.monotonic() - last_map > 5:
+                    title = f"{counts[DONE]} done, {counts[RUNNING]} running, {counts[FAILED]} failed of {len(states)}"
+                    save_tile_map(the_spool.plan, states, title, target)
+                    last_map = time.monotonic()
+                if done:
+                    break
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    out.print(f"wrote {target}")
+
+
+def report_summary(summary: WorkSummary, who: str) -> None:
+    line = (
+        f"{who}: computed {summary.done_here} tiles in {summary.seconds:.1f} s; "
+        f"spool {summary.done}/{summary.total} done"
+    )
+    if summary.busy:
+        line += f", {summary.busy} claims skipped (held by other workers)"
+    if summary.failed:
+        err.print(f"[red]{line}, {len(summary.failed)} failed[/red]: see `jobrunner status`", soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(line, soft_wrap=True)
+    if summary.stopped and summary.done < summary.total:
+        out.print(f"stopped claiming: {summary.stopped}", soft_wrap=True, highlight=False)
+
+
+class RateColumn(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} {self.unit}/s", style="cyan")
+
+
+@contextmanager
+def progress_bar(description: str, unit: str):
+    """A rich progress bar on a terminal; nothing when output goes to a file or a pipe.
+
+    The bar (and its refresh thread) starts at the first update, which the supervisor sends only
+    after its pool has forked: forking while another thread runs can deadlock the children.
+    """
+    if not err.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
