@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-from jobrunner import worker
 from jobrunner.errors import JobRunnerError
 from jobrunner.spool import Spool
 from jobrunner.worker import Outcome, attempt_job
@@ -120,18 +119,20 @@ def run_jobs(spool_dir: str, plan_id: str, lock: str, job_ids: list[str], retrie
     key = (spool_dir, plan_id)
     if key not in _opened:
         _opened[key] = Spool.open(spool_dir, None, lock, plan_id=plan_id)
-    worker.LAUNCHED_BY = via
-    return [attempt_job(_opened[key], job_id, retries) for job_id in job_ids]
+    return [attempt_job(_opened[key], job_id, retries, via) for job_id in job_ids]
 
 
 # -- process: a local pool ------------------------------------------------------------------------
+#: A pool process's state, set once by its initializer: its plan's spool (or why it cannot be
+#: opened), and how the process was started, for its attempts' records.
 _spool_in_this_process: Spool | JobRunnerError | None = None
+_via_in_this_process = "supervise"
 
 
 def _start_pool_process(spool_dir: str, plan_id: str, lock: str) -> None:
     """Initializer of each pool process: open the parent's plan once; let the parent decide about Ctrl-C."""
-    global _spool_in_this_process
-    worker.LAUNCHED_BY = f"supervise {os.getppid()}"
+    global _spool_in_this_process, _via_in_this_process
+    _via_in_this_process = f"supervise {os.getppid()}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
     signal.signal(signal.SIGTERM, _exit_now)
     try:
@@ -153,7 +154,7 @@ def run_pool_jobs(job_ids: list[str], retries: int) -> list[Outcome]:
     if isinstance(_spool_in_this_process, JobRunnerError):
         raise _spool_in_this_process
     try:
-        return [attempt_job(_spool_in_this_process, job_id, retries) for job_id in job_ids]
+        return [attempt_job(_spool_in_this_process, job_id, retries, _via_in_this_process) for job_id in job_ids]
     except SystemExit as stop:
         # Told to stop: the attempt is recorded as interrupted by now.  Exit at once rather than go
         # back to the pool's call queue, which may still hold jobs queued before the cancel.
@@ -215,7 +216,7 @@ class ProcessExecutor(Executor):
                 max_workers=self._size,
                 mp_context=fork_context(),
                 initializer=_start_pool_process,
-                initargs=(str(paths.spool), paths.plan_id, self.spool.locking.mode),
+                initargs=(str(paths.spool), paths.plan_id, self.spool.choose_locking().mode),
             )
         return self._pool.submit(run_pool_jobs, job_ids, retries)
 
@@ -286,7 +287,7 @@ class MPIExecutor(Executor):
     def submit(self, job_ids: list[str], retries: int) -> Future:
         paths = self.spool.paths
         return self._pool.submit(
-            run_jobs, str(paths.spool), paths.plan_id, self.spool.locking.mode, job_ids, retries, "mpi"
+            run_jobs, str(paths.spool), paths.plan_id, self.spool.choose_locking().mode, job_ids, retries, "mpi"
         )
 
     def stop(self) -> None:
@@ -326,7 +327,7 @@ class DaskExecutor(Executor):
     def submit(self, job_ids: list[str], retries: int) -> Future:
         paths = self.spool.paths
         # pure=False: the same job submitted again (another pass) must run again, not reuse a result.
-        lock = self.spool.locking.mode
+        lock = self.spool.choose_locking().mode
         return self._client.submit(
             run_jobs, str(paths.spool), paths.plan_id, lock, job_ids, retries, "dask", pure=False
         )

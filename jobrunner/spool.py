@@ -197,11 +197,22 @@ class Spool:
         self._tiles = self.plan.tile_by_id()
         #: Every folder this spool writes in, reached without following a link (jobrunner.folders).
         self.tree = Tree(paths.spool, paths.outputs)
+        self._locking: Choice | None = None  # chosen by choose_locking()
 
-    @cached_property
+    def choose_locking(self) -> Choice:
+        """The lock mode of this spool's workers: the one recorded in the spool (checked against
+        this spool's ``lock`` and ``lease_seconds``), or chosen now and recorded.  Every writer's
+        first step, before any claim; readers use :meth:`locking_if_chosen`, which writes nothing."""
+        if self._locking is None:
+            self._locking = resolve(self.paths, self.lock_request, self.lease_request, self.tree)
+        return self._locking
+
+    @property
     def locking(self) -> Choice:
-        """The lock mode of this spool's workers: recorded in the spool, or chosen now and recorded."""
-        return resolve(self.paths, self.lock_request, self.lease_request, self.tree)
+        """The lock mode :meth:`choose_locking` chose (asking before that is a bug, not a user's mistake)."""
+        if self._locking is None:
+            raise RuntimeError("Spool.locking read before choose_locking()")
+        return self._locking
 
     def locking_if_chosen(self) -> Choice | None:
         """The recorded lock mode, without choosing one (None until a worker has started)."""
@@ -209,7 +220,8 @@ class Spool:
 
     @cached_property
     def locks(self) -> JobLocks:
-        return locks_for(self.paths, self.locking, self.tree)
+        """The claims of this spool's jobs, in its lock mode (a claim needs one: chosen here if not yet)."""
+        return locks_for(self.paths, self.choose_locking(), self.tree)
 
     # -- opening and planning --------------------------------------------------------------------
     @classmethod

@@ -67,22 +67,24 @@ class WorkSummary:
         return not self.failed
 
 
-#: How this process's worker was started; the supervisor's pool processes say "supervise".
-LAUNCHED_BY = "work"
-
-
-def launcher() -> str:
-    """How this worker was started, for the records: a Slurm array task says which, a terminal says so."""
+def launcher(via: str | None = None) -> str:
+    """How this worker was started, for the records: a Slurm array task says which; else ``via``,
+    which the executors give (``supervise <pid>``, an MPI rank, a Dask worker); else ``work``, and
+    a terminal says so."""
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     if task is not None:
         return f"slurm {os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_{task}"
-    if LAUNCHED_BY == "work" and sys.stdin is not None and sys.stdin.isatty():
+    if via is not None:
+        return via
+    if sys.stdin is not None and sys.stdin.isatty():
         return "work (terminal)"
-    return LAUNCHED_BY
+    return "work"
 
 
-def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
+def attempt_job(spool: Spool, job_id: str, retries: int = 2, via: str | None = None) -> Outcome:
     """Try to claim ``job_id`` and, if we get it, run one attempt (steps 1-9 of the protocol).
+
+    ``via``: how this process was started, when an executor started it (see :func:`launcher`).
 
     Not while the spool is being drained: every way of running workers comes through here, so
     this one look at the drain file stops them all between tiles.  Not for a plan that is no
@@ -114,7 +116,7 @@ def attempt_job(spool: Spool, job_id: str, retries: int = 2) -> Outcome:
                 AttemptResult.FAILED_FOR_GOOD if orphan else AttemptResult.FAILED_ELSEWHERE,
                 error=record.last_error,
             )
-        return _run_attempt(spool, record, hold, retries)
+        return _run_attempt(spool, record, hold, retries, launcher(via))
 
 
 LOST_WHY = "its worker died (killed, out of memory, crashed) or its lease ran out during this attempt"
@@ -154,10 +156,10 @@ def close_timed_out(spool: Spool, job_id: str, why: str, retries: int) -> JobRec
         return record if orphan is not None else None
 
 
-def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int) -> Outcome:
+def _run_attempt(spool: Spool, record: JobRecord, hold: Hold, retries: int, via: str) -> Outcome:
     job_id = record.id
     attempt = record.next_attempt(
-        socket.gethostname(), os.getpid(), time.time(), launcher(), code=spool.code_here, versions=versions()
+        socket.gethostname(), os.getpid(), time.time(), via, code=spool.code_here, versions=versions()
     )
     started = time.perf_counter()
 
@@ -233,7 +235,7 @@ class Run:
         spool.check_current()
         spool.check_code()  # a worker with another version of the kernel claims nothing
         spool.check_outputs()
-        spool.locking  # noqa: B018 -- chosen (or checked against the spool's) before anything is claimed
+        spool.choose_locking()  # chosen (or checked against the spool's) before anything is claimed
         if retry_failed:
             spool.requeue_failed()
         statuses = spool.statuses(probe_locks=False)
