@@ -123,7 +123,8 @@ def probe_kernel(plan: Plan) -> Plan:
     bounds = tuple((0, min(n, p)) for n, p in zip(plan.shape, PROBE_SHAPE, strict=False))
     probe = Tile((0,) * len(bounds), bounds)
     shape = " x ".join(str(stop) for _, stop in bounds)
-    check_parameters(plan.kernel, load_kernel(plan.kernel, plan.kernel_folder), plan.grid.names, plan.params)
+    kernel = load_kernel(plan.kernel, plan.kernel_folder)
+    check_parameters(plan.kernel, kernel, plan.grid.names, plan.params)
     try:
         values = _call(plan, probe)
         fields = tuple(values) if isinstance(values, dict) else ()
@@ -134,7 +135,6 @@ def probe_kernel(plan: Plan) -> Plan:
             )
         for name in fields:
             check_field_name(name, f"kernel {plan.kernel} returned a field that")
-        kernel = load_kernel(plan.kernel, plan.kernel_folder)
         plan = dataclasses.replace(
             plan, fields=fields, result=describe_kernel(kernel, plan.kernel, fields, plan.grid.names)
         )

@@ -52,7 +52,9 @@ Derived by :func:`jobrunner.records.job_state` from the record and the lock file
 A worker's steps for one job, and what SIGKILL at each step leaves behind
 --------------------------------------------------------------------------
 0. Stop if our plan is no longer the spool's (jobrunner.publish), or if this process's kernel
-   code is not the plan's (its fingerprint differs: the code was edited since planning). Nothing.
+   code is not the plan's (its fingerprint differs: the code was edited since planning). Before
+   its first claim a run takes the spool's lock mode, choosing and recording it in
+   ``locking.json`` if it is the first (:meth:`Spool.choose_locking`).   Nothing.
 1. Read the record; skip the job if it is done or failed, or if its record cannot be read
    (that job alone then counts as failed; the others go on).           Nothing.
 2. Take the lock without waiting; held by someone else: move on.         Nothing: the kernel

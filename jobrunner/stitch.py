@@ -36,6 +36,7 @@ from jobrunner.paths import SpoolPaths, local_pid, writer_tag
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
 from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
+from jobrunner.vocabulary import AttemptOutcome
 
 #: How many job ids an error message lists before it gives a count.
 LISTED = 4
@@ -263,7 +264,7 @@ def _hosts(done: list[JobStatus]) -> dict[str, int]:
     """How many of the done tiles each host computed (the attempt that finished each)."""
     hosts: dict[str, int] = {}
     for status in done:
-        finished = [a for a in (status.record.attempts if status.record else []) if a.outcome == DONE]
+        finished = [a for a in (status.record.attempts if status.record else []) if a.outcome == AttemptOutcome.DONE]
         if finished:
             hosts[finished[-1].host] = hosts.get(finished[-1].host, 0) + 1
     return hosts
