@@ -10,17 +10,17 @@ Everything the command line does is a function here::
     result = reduce(spool)
 """
 
+from jobrunner.drain import Progress, WorkSummary, supervise, work
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Axis, Grid, Tile, grid_from_options, parse_tiling, tile_grid
 from jobrunner.plan import Plan
+from jobrunner.protocol import Outcome, attempt_job
 from jobrunner.publish import PlanReplaced
 from jobrunner.serial import SerialResult, compute_serial, compute_whole, run_serial
 from jobrunner.spool import Spool
 from jobrunner.status import SpoolStatus, spool_status
 from jobrunner.stitch import ReduceResult, reduce
-from jobrunner.supervisor import supervise
 from jobrunner.timeline import RunTimeline, timeline
-from jobrunner.worker import Outcome, Progress, WorkSummary, attempt_job, work
 
 __all__ = [
     "Axis",

@@ -18,8 +18,9 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.files import world_writable_problem
 from jobrunner.folders import Tree
 from jobrunner.locking import FLOCK, Choice, Mount, choose_mode, find_mount, probe_flock, read_choice
-from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.paths import SpoolPaths
 from jobrunner.publish import current
+from jobrunner.writer import writer_tag
 
 
 @dataclass

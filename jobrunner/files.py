@@ -12,7 +12,8 @@ from typing import BinaryIO
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.folders import FOLDER, Tree
-from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.paths import SpoolPaths
+from jobrunner.writer import writer_tag
 
 #: How every partial file is made: a new file (never one that exists), never through a symbolic link.
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -24,7 +24,7 @@ lease
 A lease can expire while its holder still runs (suspended, swapping, cut off from the disk), so
 two workers may compute one tile.  That is harmless only because a tile is deterministic, is
 published by one atomic ``os.replace``, and is recorded done after that: both publish the same
-bits.  A holder that finds its lease gone (:meth:`Hold.lost`, checked before it publishes and
+bits.  A holder that finds its lease gone (:meth:`Claim.lost`, checked before it publishes and
 before it writes the record) drops its result and writes nothing more; the successor has
 already recorded that attempt as ``lost`` when it took the job over.
 
@@ -44,7 +44,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -53,10 +52,12 @@ from pathlib import Path
 from filelock import FileLock, SoftFileLease, Timeout
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import write_first, write_text
+from jobrunner.files import explain_write_error, write_first
 from jobrunner.folders import PlantedLink, Tree
-from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.paths import SpoolPaths
 from jobrunner.records import Attempt
+from jobrunner.scratch import Scratch
+from jobrunner.writer import Writer
 
 AUTO, FLOCK, LEASE = "auto", "flock", "lease"
 LOCK_MODES = (AUTO, FLOCK, LEASE)
@@ -66,28 +67,48 @@ LOCK_MODES = (AUTO, FLOCK, LEASE)
 DEFAULT_LEASE_SECONDS = 30.0
 
 
-class Hold:
-    """A job held by this process."""
+class Claim:
+    """A job this process holds: the one way the protocol touches a job's claim, in either mode.
 
-    def lost(self) -> str | None:
-        """Why this hold may no longer be ours (a lease taken over), or None while it is."""
-        return None
+    Taken by :meth:`JobLocks.acquire` and released by :meth:`JobLocks.release`; between them the
+    holder reads the attempt a previous holder left in flight (:meth:`orphan`, step 4 of the
+    protocol in :mod:`jobrunner.protocol`), names its own (:meth:`announce`, step 5), clears it
+    (:meth:`clear`, step 9), and asks whether the job is still its own (:meth:`lost`, step 7).
+    """
 
+    def __init__(self, locks: JobLocks, job_id: str, lease: SoftFileLease | None = None) -> None:
+        self.locks, self.job_id, self._lease = locks, job_id, lease
 
-class _FlockHold(Hold):
-    pass
+    def orphan(self) -> Attempt | None:
+        """The attempt a previous holder named and never cleared: its worker died, or lost its lease."""
+        return self.locks.read_claim(self.job_id)
 
+    def announce(self, attempt: Attempt) -> None:
+        """Name the attempt in flight, for status and for the next holder if this process dies."""
+        self._write(attempt)
 
-@dataclass
-class _LeaseHold(Hold):
-    lease: SoftFileLease
+    def clear(self) -> None:
+        self._write(None)
 
-    def lost(self) -> str | None:
-        if self.lease.compromise is not None:
-            return f"its lease was lost ({self.lease.compromise.reason})"
-        token = self.lease.token
+    def _write(self, attempt: Attempt | None) -> None:
         try:
-            marker = Path(self.lease.lock_file).read_text()
+            self.locks.write_claim(self.job_id, attempt)
+        except OSError as error:
+            raise JobRunnerError(
+                f"cannot write the claim of job {self.job_id} in {self.locks.paths.locks}: {explain_write_error(error)}"
+            ) from None
+
+    def lost(self) -> str | None:
+        """Why the job may no longer be ours (a lease taken over), or None while it is.
+
+        A flock cannot be lost while its holder lives: the kernel drops it only when it dies."""
+        if self._lease is None:
+            return None
+        if self._lease.compromise is not None:
+            return f"its lease was lost ({self._lease.compromise.reason})"
+        token = self._lease.token
+        try:
+            marker = Path(self._lease.lock_file).read_text()
         except OSError:
             marker = ""
         if token is None or token not in marker:
@@ -102,10 +123,11 @@ class JobLocks:
 
     def __init__(self, paths: SpoolPaths, tree: Tree) -> None:
         self.paths, self.tree = paths, tree
+        self.scratch = Scratch(paths, tree)  # where a lease claim is written before it is published
         self._locks: dict[str, FileLock | SoftFileLease] = {}  # reused: lease expiry is judged across tries
         self._locks_folder: tuple[int, int] | None = None  # (device, inode) of the locks folder, as reached
 
-    def acquire(self, job_id: str) -> Hold | None:
+    def acquire(self, job_id: str) -> Claim | None:
         """Take the job's lock without waiting; None if someone else holds it."""
         raise NotImplementedError
 
@@ -129,15 +151,19 @@ class JobLocks:
         """Name the attempt in flight, or clear it.  Only the holder calls this."""
         raise NotImplementedError
 
-    def claim_is_live(self, job_id: str, claim: Attempt) -> bool:
-        """Whether the worker a claim names is still at it, as far as can be told from here.
+    def peek(self, job_id: str) -> Attempt | None:
+        """The attempt in flight on the job if its worker is still at it, as far as can be told from
+        here; for ``status``, never for deciding who may claim.
 
         A claim from this host is judged by its pid, without touching the lock, so that looking
-        never makes a worker find the job busy.
+        never makes a worker find the job busy; one from another host, by probing its lock.
         """
-        if claim.host == socket.gethostname():
-            return pid_alive(claim.pid)
-        return self.is_held(job_id)
+        claim = self.read_claim(job_id)
+        if claim is None:
+            return None
+        if claim.writer.is_here():
+            return claim if claim.writer.alive_here() else None
+        return claim if self.is_held(job_id) else None
 
     def _check_locks_folder(self) -> None:
         """Before filelock opens a lock by path: the path still leads to the locks folder this
@@ -222,7 +248,7 @@ class FlockLocks(JobLocks):
         self._held.pop(job_id, None)
         super().release(job_id)
 
-    def acquire(self, job_id: str) -> Hold | None:
+    def acquire(self, job_id: str) -> Claim | None:
         try:
             self._check_locks_folder()
             self._lock(job_id).acquire()
@@ -230,7 +256,7 @@ class FlockLocks(JobLocks):
             return None  # someone else has it: the normal case, not an error
         except OSError as error:
             raise self._cannot_lock(self.paths.lock(job_id), error) from None
-        return _FlockHold()
+        return Claim(self, job_id)
 
     def is_held(self, job_id: str) -> bool:
         hold = self.acquire(job_id)
@@ -286,7 +312,7 @@ class LeaseLocks(JobLocks):
             self._locks[job_id] = lock
         return lock
 
-    def acquire(self, job_id: str) -> Hold | None:
+    def acquire(self, job_id: str) -> Claim | None:
         lease = self._lock(job_id)
         try:
             self._check_locks_folder()
@@ -305,7 +331,7 @@ class LeaseLocks(JobLocks):
                 raise self._cannot_lock(self.paths.lease(job_id), error) from None
             self._check_marker(job_id, lease)
             self._watched.pop(job_id, None)
-            return _LeaseHold(lease)
+            return Claim(self, job_id, lease)
         return None
 
     def _check_marker(self, job_id: str, lease: SoftFileLease) -> None:
@@ -332,7 +358,7 @@ class LeaseLocks(JobLocks):
     # leases are used) it never takes it over.  So expiry is also judged here, the same way (the
     # marker unchanged for a whole lease on this process's monotonic clock, or its owner a dead
     # process on this host), and the marker is moved aside by one rename.  If two contenders
-    # race, a holder may be displaced: it notices (``Hold.lost``) before publishing and drops.
+    # race, a holder may be displaced: it notices (``Claim.lost``) before publishing and drops.
     def _expired_marker(self, job_id: str) -> tuple[int, int] | None:
         """The (inode, mtime) of the job's marker if it has expired, else None."""
         path = self.paths.lease(job_id)
@@ -342,7 +368,7 @@ class LeaseLocks(JobLocks):
             return (0, 0)  # gone since the try: nothing to break, try again
         identity = (marker.st_ino, marker.st_mtime_ns)
         owner = _marker_owner(path)
-        if owner is not None and owner[0] == socket.gethostname() and not pid_alive(owner[1]):
+        if owner is not None and owner.dead_here():
             return identity
         now, key = time.monotonic(), (*identity, marker.st_ctime_ns)
         seen = self._watched.get(job_id)
@@ -353,7 +379,7 @@ class LeaseLocks(JobLocks):
 
     def _break(self, job_id: str, identity: tuple[int, int]) -> None:
         path = self.paths.lease(job_id)
-        aside = SpoolPaths.partial(path, writer_tag())
+        aside = SpoolPaths.partial(path, Writer.this_process().tag)
         try:
             self.tree.rename(path, aside)
         except FileNotFoundError:
@@ -377,8 +403,8 @@ class LeaseLocks(JobLocks):
         except FileNotFoundError:
             return False
         owner = _marker_owner(self.paths.lease(job_id))
-        if owner is not None and owner[0] == socket.gethostname():
-            return pid_alive(owner[1])
+        if owner is not None and owner.is_here():
+            return owner.alive_here()
         return time.time() - marker.st_mtime < self.lease_seconds
 
     def read_claim(self, job_id: str) -> Attempt | None:
@@ -388,20 +414,19 @@ class LeaseLocks(JobLocks):
         if attempt is None:
             self.tree.unlink(self.paths.claim(job_id))
         else:
-            partial = self.paths.claim_partial(job_id, writer_tag())
-            write_text(self.paths.claim(job_id), attempt.claim_json().decode(), partial, self.tree)
+            self.scratch.publish_text(self.paths.claim(job_id), attempt.claim_json().decode())
 
     def owner_is_provably_live(self, claim: Attempt) -> bool:
         # A holder on another machine is known alive only by its heartbeat; wait for its tile or
         # for its lease to run out rather than end and leave the job to a node that may be gone.
-        return claim.host == socket.gethostname() and pid_alive(claim.pid)
+        return claim.writer.alive_here()
 
     def holder_is_provably_live(self, job_id: str) -> bool:
         # A marker that names no live process of this host may be a dead worker's: one killed
         # between filelock making the marker and writing its owner into it leaves an empty one,
         # which only its lease running out frees.  Leaving it would strand the job.
         owner = _marker_owner(self.paths.lease(job_id))
-        return owner is not None and owner[0] == socket.gethostname() and pid_alive(owner[1])
+        return owner is not None and owner.alive_here()
 
 
 def _read_claim(path: Path) -> Attempt | None:
@@ -428,8 +453,8 @@ def _planted(path: Path) -> str:
     return f"{path} is a symbolic link, which no worker makes: someone who can write the spool put it there; remove it"
 
 
-def _marker_owner(path: Path) -> tuple[str, int] | None:
-    """(host, pid) a lease marker names; its format is filelock's ``key=value`` lines.
+def _marker_owner(path: Path) -> Writer | None:
+    """The writer a lease marker names; its format is filelock's ``key=value`` lines.
 
     filelock 4 writes ``host=`` (``filelock/_soft/_records.py``); reading ``hostname=``, as this
     once did, found no owner, so a dead owner on this host was waited out for the whole lease
@@ -437,27 +462,9 @@ def _marker_owner(path: Path) -> tuple[str, int] | None:
     """
     try:
         fields = dict(line.partition("=")[::2] for line in path.read_text().splitlines() if "=" in line)
-        return fields.get("host") or fields["hostname"], int(fields["pid"])
+        return Writer(fields.get("host") or fields["hostname"], int(fields["pid"]))
     except (OSError, KeyError, ValueError, UnicodeDecodeError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host is alive and working (a zombie is not)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    # A killed worker whose parent has not reaped it yet is a zombie: kill(0) finds it, but it
-    # holds nothing and will never finish its tile.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 # -- choosing a mode ---------------------------------------------------------------------------------
@@ -515,7 +522,7 @@ def probe_flock(folder: Path, tree: Tree | None = None) -> OSError | None:
     if tree is None:
         with Tree(folder) as own:
             return probe_flock(folder, own)
-    probe = folder / f".flock-probe.{writer_tag()}"
+    probe = folder / f".flock-probe.{Writer.this_process().tag}"
     tree.folder(folder)  # a link in its place is refused before filelock looks there
     try:
         lock = FileLock(probe, blocking=False, fallback_to_soft=False, thread_local=False)
@@ -595,7 +602,7 @@ def resolve(
         )
     lease_seconds = DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
     check_lease(lease_seconds, "--lease")  # before it is written anywhere: every later worker reads it
-    choice = Choice(choice.mode, choice.reason, lease_seconds, writer_tag())
+    choice = Choice(choice.mode, choice.reason, lease_seconds, Writer.this_process().tag)
     return _record_first(paths, choice)
 
 

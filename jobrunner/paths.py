@@ -1,25 +1,40 @@
-"""Every path jobrunner reads or writes, owned by one object.  No other module joins path strings."""
+"""Every path jobrunner reads or writes, owned by one object.  No other module joins path strings.
+
+``P`` below is a plan's folder, ``<spool>/plans/<plan id>``, and ``T`` its tiles folder,
+``<outputs>/tiles/<plan id>``.  What each file means to a worker is :mod:`jobrunner.protocol`'s;
+which plan is the spool's, and how a plan is published and replaced, :mod:`jobrunner.publish`'s.
+
+Layout
+------
+::
+
+    <spool>/plan.json               the current plan: grid, tiling, kernel, parameters, identity
+    <spool>/locking.json            the lock mode every worker uses, chosen once (see jobrunner.locking)
+    <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
+    <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
+    P/plan.json                     the plan's own manifest (see jobrunner.publish)
+    P/specs/<id>.json               one spec per job: {"id", "plan", "ranges": [[start, stop] per axis]}
+    P/locks/<id>.lock               flock mode: a claim *is* a held flock on it, and while held it names
+                                    the attempt in flight: {"attempt", "host", "pid", "started", "via", "plan"}
+    P/locks/<id>.lease              lease mode: the claim is this marker, kept fresh by a heartbeat...
+    P/locks/<id>.claim              ...and the attempt in flight is named here
+    P/records/<id>.json             the job's record: its plan, state, counters, the SHA-256 of its tile's
+                                    bytes once done, every finished attempt (each with the code
+                                    fingerprint and versions that ran it)
+    <outputs>/owner.json            the spool these outputs belong to
+    T/<id>.npy                      the job's tile: float64 (one per field: Plan.tile_dtype), C order, the
+                                    tile's shape (jobrunner.tilefile)
+    .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
+                                    own folder inside the folder of its final name (jobrunner.scratch)
+    .<name>.<host>-<pid>.partial    any other file being written, beside its final name
+"""
 
 from __future__ import annotations
 
 import os
-import re
-import socket
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-
-def writer_tag(host: str | None = None, pid: int | None = None) -> str:
-    """``host-pid`` of a process (this one by default): names its partial files, so no two writers share one."""
-    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname() if host is None else host) or "host"
-    return f"{host}-{os.getpid() if pid is None else pid}"
-
-
-def local_pid(tag: str) -> int | None:
-    """The pid of a writer tag from this host, or None for another host's (or no tag at all)."""
-    host, _, pid = tag.rpartition("-")
-    return int(pid) if pid.isdigit() and host == writer_tag(pid=0).rpartition("-")[0] else None
 
 
 @dataclass(frozen=True)
@@ -178,12 +193,3 @@ class SpoolPaths:
     def scratch_writer(scratch: Path) -> str:
         """The writer a scratch folder was made for (the inverse of :meth:`scratch`)."""
         return scratch.name[1 : -len(".partial")]
-
-    def tile_partial(self, job_id: str, writer: str) -> Path:
-        return self.scratch(self.tiles, writer) / f"{job_id}.npy"
-
-    def record_partial(self, job_id: str, writer: str) -> Path:
-        return self.scratch(self.records, writer) / f"{job_id}.json"
-
-    def claim_partial(self, job_id: str, writer: str) -> Path:
-        return self.scratch(self.locks, writer) / f"{job_id}.claim"

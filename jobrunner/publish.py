@@ -101,9 +101,9 @@ from jobrunner.errors import JobRunnerError
 from jobrunner.files import ensure_folder, ensure_folder_in, explain_write_error, write_first, write_new, write_text
 from jobrunner.folders import Tree
 from jobrunner.identity import PLAN_ID_PATTERN
-from jobrunner.locking import pid_alive
-from jobrunner.paths import SpoolPaths, local_pid, writer_tag
+from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
+from jobrunner.writer import Writer, writer_tag
 
 OUTPUTS_FORMAT = "jobrunner-outputs/1"
 
@@ -491,8 +491,8 @@ def _sweep_plans(paths: SpoolPaths, tree: Tree, names: list[str]) -> None:
 def _sweep_plan(paths: SpoolPaths, tree: Tree, name: str, named: str | None) -> None:
     if name.startswith("."):  # .<id>.<writer>.partial: ids have no dots, host names may
         plan_id, _, writer = name[1:].removesuffix(".partial").partition(".")
-        pid = local_pid(writer) if name.endswith(".partial") else None
-        if pid is not None and not pid_alive(pid) and PLAN_ID_PATTERN.fullmatch(plan_id):
+        owner = Writer.from_tag(writer) if name.endswith(".partial") else None
+        if owner is not None and owner.dead_here() and PLAN_ID_PATTERN.fullmatch(plan_id):
             # A plan being written, or a retired one set aside (step 4) whose remover died: its
             # tiles first (a plan being written has none), then the folder.
             manifest = _manifest_or_none(paths.plans / name / "plan.json")
@@ -508,9 +508,9 @@ def _sweep_plan(paths: SpoolPaths, tree: Tree, name: str, named: str | None) -> 
     if tree.exists(folder_paths.successor()) or manifest is None:
         remove_plan(paths, manifest, name)
         return
-    pid = local_pid(manifest.created_by)
+    owner = Writer.from_tag(manifest.created_by)
     # Its writer is dead, so it can no longer be published: if it is not current now, it never will be.
-    if pid is not None and not pid_alive(pid):
+    if owner is not None and owner.dead_here():
         now = current(paths)
         if now is None or now.plan.id != name:
             remove_plan(paths, manifest, name)

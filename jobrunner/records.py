@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobrunner.paths import writer_tag
 from jobrunner.vocabulary import RECORDED_STATES, AttemptOutcome, JobState
+from jobrunner.writer import Writer
 
 #: A job's states by their names (what each means: :mod:`jobrunner.vocabulary`).
 PENDING, RUNNING, DONE, FAILED = JobState.PENDING, JobState.RUNNING, JobState.DONE, JobState.FAILED
@@ -41,9 +41,9 @@ class Attempt:
     versions: str = ""  # python, numpy and jobrunner in its worker
 
     @property
-    def writer(self) -> str:
-        """The tag this attempt's worker gave its partial files."""
-        return writer_tag(self.host, self.pid)
+    def writer(self) -> Writer:
+        """The process that ran (or runs) this attempt."""
+        return Writer(self.host, self.pid, self.via)
 
     @property
     def seconds(self) -> float | None:

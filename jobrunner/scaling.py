@@ -1,7 +1,7 @@
 """The lab's Task 4: runtime against the number of workers, past the core count, until it breaks.
 
 For each worker count the study plans a fresh spool in a temporary folder and drains it with
-:func:`~jobrunner.supervisor.supervise`, timing plan + supervise; the serial computation of the
+:func:`~jobrunner.drain.supervise`, timing plan + supervise; the serial computation of the
 same grid, timed in the same run, is the baseline.  Before each step it estimates the memory
 that many pool processes need (one process's private memory, measured, times the count) and
 stops with the reason instead of swapping the machine to death; a run that fails anyway (too
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.compute import compute_tile, probe_kernel
+from jobrunner.drain import supervise
 from jobrunner.errors import JobRunnerError
 from jobrunner.executors import descriptor_verdict, fork_context
 from jobrunner.grid import Grid, Tile
 from jobrunner.plan import Plan
 from jobrunner.spool import Spool
-from jobrunner.supervisor import supervise
 
 DEFAULT_WORKERS = (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256)
 CSV_COLUMNS = ("workers", "median_s", "min_s", "max_s", "runs", "serial_s", "speedup", "efficiency", "outcome", "note")

@@ -1,135 +1,33 @@
-"""The spool: a folder of jobs that any number of workers, anywhere it is mounted, drain together.
+"""The spool: one plan's jobs, their records and claims, and the outputs folder its tiles go to.
 
-This module owns the on-disk protocol of jobs.  Everything below is visible with ``ls``.  Which
-plan is the spool's, how a plan is published, replaced and fenced, and how the outputs folder
-is bound to its spool, is :mod:`jobrunner.publish`'s part of the protocol; ``P`` below is a
-plan's folder, ``<spool>/plans/<plan id>``, and ``T`` its tiles folder, ``<outputs>/tiles/<plan id>``.
-
-Layout
-------
-::
-
-    <spool>/plan.json               the current plan: grid, tiling, kernel, parameters, identity
-    <spool>/locking.json            the lock mode every worker uses, chosen once (see jobrunner.locking)
-    <spool>/DRAIN                   while it exists, workers claim nothing more (``jobrunner drain``)
-    <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
-    P/plan.json                     the plan's own manifest (see jobrunner.publish)
-    P/specs/<id>.json               one spec per job: {"id", "plan", "ranges": [[start, stop] per axis]}
-    P/locks/<id>.lock               flock mode: a claim *is* a held flock on it, and while held it names
-                                    the attempt in flight: {"attempt", "host", "pid", "started", "via", "plan"}
-    P/locks/<id>.lease              lease mode: the claim is this marker, kept fresh by a heartbeat...
-    P/locks/<id>.claim              ...and the attempt in flight is named here
-    P/records/<id>.json             the job's record: its plan, state, counters, the SHA-256 of its tile's
-                                    bytes once done, every finished attempt (each with the code
-                                    fingerprint and versions that ran it)
-    <outputs>/owner.json            the spool these outputs belong to
-    T/<id>.npy                      the job's tile: float64 (one per field: Plan.tile_dtype), C order, the
-                                    tile's shape (jobrunner.tilefile)
-    .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
-                                    own folder inside the folder of its final name
-    .<name>.<host>-<pid>.partial    any other file being written, beside its final name
+:class:`Spool` is the store the protocol (:mod:`jobrunner.protocol`) works on: it opens or
+creates a plan (publishing and replacing plans is :mod:`jobrunner.publish`'s), loads and checks
+specs, reads and writes records, takes claims through the spool's lock mode
+(:mod:`jobrunner.locking`), publishes tiles through its writer's scratch
+(:mod:`jobrunner.scratch`), and derives every job's state.  Where each file lives is
+:mod:`jobrunner.paths`'s.
 
 Job ids are ``tile-rRRR-cCCC`` on a 2-D grid (row and column of the tile, zero-padded so ids
 sort in plan order), ``tile-III-JJJ-KKK`` (one index per axis) on a grid of other dimensions.
 A spec carries its id, its plan's id and index ranges, never a path; it is validated when
 loaded (well-formed id equal to its file name, its plan's id, ranges inside the grid), so no
-spool file can make a worker write outside ``T``.  A record is read only if it names its
-folder's plan.  Spool files are JSON; nothing is ever unpickled.  A
-spool or outputs folder that every user of the machine may write to is refused (a group may).
+spool file can make a worker write outside its plan's tiles folder.  A record is read only if
+it names its folder's plan.  Spool files are JSON; nothing is ever unpickled.  A spool or
+outputs folder that every user of the machine may write to is refused (a group may).
 
-States
-------
-Derived by :func:`jobrunner.records.job_state` from the record and the lock file:
+States (:func:`jobrunner.records.job_state`, from the record and the claim):
 
 * done: the record says done; the tile is in place (the record is written only after it).
 * failed: the kernel failed more than ``--retries`` times, the spec is invalid, or workers died
   on it :data:`~jobrunner.records.MAX_LOST_ATTEMPTS` times; claimed again only with
   ``--retry-failed``.
 * running: a claim names an attempt and its worker is alive (the lock or lease is held).
-* pending: anything else, including a claim whose worker died: the job is claimable again at
-  once in flock mode (and in lease mode on the same host), or once its lease runs out.
+* pending: anything else, including a claim whose worker died: claimable again at once in
+  flock mode (and in lease mode on the same host), or once its lease runs out.
 
-A worker's steps for one job, and what SIGKILL at each step leaves behind
---------------------------------------------------------------------------
-0. Stop if our plan is no longer the spool's (jobrunner.publish), or if this process's kernel
-   code is not the plan's (its fingerprint differs: the code was edited since planning). Before
-   its first claim a run takes the spool's lock mode, choosing and recording it in
-   ``locking.json`` if it is the first (:meth:`Spool.choose_locking`).   Nothing.
-1. Read the record; skip the job if it is done or failed, or if its record cannot be read
-   (that job alone then counts as failed; the others go on).           Nothing.
-2. Take the lock without waiting; held by someone else: move on.         Nothing: the kernel
-   releases a dead process's flock; a dead worker's lease is taken over.
-3. Read the record again: the job may have finished meanwhile.          Nothing.
-4. If a claim names an attempt, its worker died holding the job (or lost its lease): record
-   that attempt as ``lost`` (unless the record already has it: its worker finished and died
-   before step 9), delete the partial files its host-pid was writing, clear the claim.
-                                                                          Nothing new.
-5. Write this attempt's claim (flock mode: into the lock file, through the descriptor that
-   holds the lock; lease mode: ``.claim``).                              A claim: step 4
-   of the next claimant closes it.
-6. Load and validate the spec, compute the tile.                         Same.
-7. (Lease mode: if the lease is no longer ours, drop the result and stop here, writing nothing.)
-   Write the tile to its partial name, hashing its bytes, and ``os.replace`` it into place.
-                                                                          A partial file
-   (removed by the next claimant's step 4), or a complete tile under a claim (recomputed by
-   the next claimant and replaced, atomically, with the same bits).
-8. Record done, with the tile's checksum (the record is replaced atomically).
-                                                                          Done, and a stale
-   claim: step 1 skips a done job without looking at it, so it stays until a requeue, whose
-   next claimant's step 4 clears it without recording it again.
-9. Clear the claim and release the lock (a lock file stays; a lease marker is deleted).
-
-A tile that cannot be written (a full disk: ENOSPC, EFBIG; a read-only folder: EROFS) ends its
-attempt as ``abandoned``, with the folder and the error in the record; the job stays claimable
-and the worker stops claiming, with one line that says which folder is full or read-only.
-
-Lease mode, and why computing a tile twice is harmless: a lease can run out while its holder
-still runs, so two workers may compute one tile.  A tile is deterministic, is published by one
-atomic replace, and is recorded done only after that; the late holder checks its lease before
-publishing and before writing the record, and drops its result when the lease is gone (the
-successor recorded its attempt as ``lost`` when it took over).  A holder that loses its lease
-between that check and its replace publishes the same bits again.
-
-Who cleans what: a dead worker's lock needs nothing; its claim and its partial tile are
-closed and deleted by the next claimant (step 4); a partial *record* (killed during step 8, so
-nothing names it) is swept by the worker that finds every job done, with every writer's
-folder of partials; a run that ends otherwise removes its own folder and dead local writers'
-when they are empty; a replaced plan's folders go whole (see jobrunner.publish).  A worker that finds a
-job busy while its lock file names no attempt (``status`` or ``reduce`` holding the lock for a
-moment, a worker between steps 2 and 5) waits on that lock and tries again rather than leave
-the job stranded; in lease mode a marker naming no live process of this host (a worker killed
-while filelock made it leaves an empty one) is waited out until its lease runs out and taken
-over.  ``status`` judges a claim on its own host by its pid, and probes the lock only for claims
-from other hosts.
-
-Stopping a worker: between tiles, by ``jobrunner drain`` or a deadline (see
-:mod:`jobrunner.stopping`); or at once, by SIGTERM (``scancel``, a Slurm walltime) or Ctrl-C,
-which abandon the attempt in flight rather than finish it: it is recorded ``interrupted``, its
-partial files are deleted, its claim cleared and its lock released, and the worker exits 143
-(130 for Ctrl-C).  The job is claimable again at once.
-
-Rules: only the holder of a job's lock writes the job's record, claim or tile.  Nothing is
-written or removed through a symbolic link (a member of a group-shared folder could plant one),
-at its own name or in place of any folder on the way: every folder below the spool and outputs
-is reached from them one name at a time and used through its descriptor (:mod:`jobrunner.folders`,
-:attr:`Spool.tree`); partials are created new with ``O_EXCL | O_NOFOLLOW``, in a scratch folder
-that is the writer's own (mode 0700, owned by it) or beside their target; a flock-mode claim is
-written through the descriptor that holds the lock, once that is proven to be the file in the
-plan's own locks folder (see :func:`jobrunner.files.write_atomically`, :mod:`jobrunner.locking`).  Records, tiles
-and lease claims are published by ``os.replace`` from a partial name on the same disk, so no
-reader ever sees a half-written one; a flock-mode claim is written in place into the held lock
-file (a reader of a claim tolerates a torn one); specs are written inside their plan's folder
-before that folder is renamed into view, and the plan itself is published by link (see
-:mod:`jobrunner.publish`).  Tiles and records start in a folder of their writer's own: making a
-file holds its folder's lock while the disk allocates it, which is slow enough on some disks
-(0.3-0.9 ms here) that workers making files in one shared folder queue behind each other.  Lock
-files are never deleted while their plan is the spool's: unlinking a lock file that another
-process has open splits waiters across two inodes and breaks mutual exclusion.  A retired
-plan's folder goes whole, locks and all: whoever still waits on one of its locks is a straggler
-of that plan, fenced off from the current one.  Tiles are not fsynced: after a machine crash,
-``reduce`` puts back in the queue every done tile that is absent from its plan's tile folder or
-present and short or unreadable; a tile folder that is missing, or a tile that cannot be read
-for another reason (permissions, an I/O error), refuses the reduce and requeues nothing.
+``status`` judges a claim on its own host by its pid, and probes the lock only for claims from
+other hosts (:meth:`jobrunner.locking.JobLocks.peek`), so that looking never makes a worker
+find a job busy.
 """
 
 from __future__ import annotations
@@ -137,10 +35,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -150,23 +47,18 @@ import numpy as np
 from jobrunner import publish
 from jobrunner.compute import probe_kernel
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import (
-    ensure_folder,
-    ensure_folder_in,
-    explain_write_error,
-    refuse_world_writable,
-    write_atomically,
-    write_text,
-)
-from jobrunner.folders import FOLDER, PlantedLink, Tree
+from jobrunner.files import ensure_folder, ensure_folder_in, explain_write_error, refuse_world_writable
+from jobrunner.folders import Tree
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.identity import code_fingerprint, new_plan_id, versions
-from jobrunner.locking import AUTO, Choice, Hold, JobLocks, locks_for, pid_alive, read_choice, resolve
-from jobrunner.paths import SpoolPaths, local_pid, writer_tag
+from jobrunner.locking import AUTO, Choice, Claim, JobLocks, locks_for, read_choice, resolve
+from jobrunner.paths import SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.publish import Manifest, PlanReplaced
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord, job_state
+from jobrunner.scratch import Scratch
 from jobrunner.tilefile import write_tile
+from jobrunner.writer import Writer
 
 
 @dataclass(frozen=True)
@@ -199,6 +91,8 @@ class Spool:
         self._tiles = self.plan.tile_by_id()
         #: Every folder this spool writes in, reached without following a link (jobrunner.folders).
         self.tree = Tree(paths.spool, paths.outputs)
+        #: Where this process writes tiles and records before publishing them, and who cleans what.
+        self.scratch = Scratch(paths, self.tree)
         self._locking: Choice | None = None  # chosen by choose_locking()
 
     def choose_locking(self) -> Choice:
@@ -305,7 +199,7 @@ class Spool:
             dataclasses.replace(plan, id=new_plan_id(created)),
             existing.spool_id if existing is not None else new_plan_id(created),
             publish.recorded_outputs(paths.spool, paths.outputs),
-            writer_tag(),
+            Writer.this_process().tag,
             created,
             versions(),
         )
@@ -445,12 +339,7 @@ class Spool:
     def write_record(self, record: JobRecord) -> None:
         """Replace the job's record.  Only the holder of the job's lock may call this."""
         try:
-            write_text(
-                self.paths.record(record.id),
-                record.to_json(),
-                self.paths.record_partial(record.id, writer_tag()),
-                self.tree,
-            )
+            self.scratch.publish_text(self.paths.record(record.id), record.to_json())
         except OSError as error:
             self.check_current()  # a replaced plan's folder is removed under its stragglers
             raise JobRunnerError(
@@ -459,24 +348,23 @@ class Spool:
 
     # -- claims (the lock mode's business: see jobrunner.locking) ---------------------------------
     @contextmanager
-    def claim(self, job_id: str) -> Iterator[Hold | None]:
-        """Hold the job's lock for the ``with`` block if nobody else does; yield the hold, or None."""
+    def claim(self, job_id: str) -> Iterator[Claim | None]:
+        """Hold the job for the ``with`` block if nobody else does; yield the claim, or None."""
         try:
-            hold = self.locks.acquire(job_id)
+            claim = self.locks.acquire(job_id)
         except JobRunnerError:
             self.check_current()  # the lock's folder went with a replaced plan: say that, not "cannot lock"
             raise
-        if hold is None:
+        if claim is None:
             yield None  # someone else has it: the normal case, not an error
             return
         try:
-            yield hold
+            yield claim
+        except JobRunnerError:
+            self.check_current()  # a replaced plan's folders are removed under its stragglers: say that
+            raise
         finally:
             self.locks.release(job_id)
-
-    def lock_is_held(self, job_id: str) -> bool:
-        """Whether another process holds the job's lock at this moment."""
-        return self.locks.is_held(job_id)
 
     def wait_for_lock(self, job_id: str, timeout: float) -> None:
         """Block until the job's lock is free (then let it go at once), or ``timeout`` seconds pass."""
@@ -485,24 +373,6 @@ class Spool:
         except JobRunnerError:
             self.check_current()
             raise
-
-    def read_claim(self, job_id: str) -> Attempt | None:
-        """The attempt in flight on this job, if any (written by the lock's holder)."""
-        return self.locks.read_claim(job_id)
-
-    def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
-        """Name the attempt in flight, or clear it.  Only the lock's holder calls this."""
-        try:
-            self.locks.write_claim(job_id, attempt)
-        except OSError as error:
-            self.check_current()
-            raise JobRunnerError(
-                f"cannot write the claim of job {job_id} in {self.paths.locks}: {explain_write_error(error)}"
-            ) from None
-
-    def claim_is_live(self, job_id: str, claim: Attempt) -> bool:
-        """Whether the worker a claim names is still at it."""
-        return self.locks.claim_is_live(job_id, claim)
 
     # -- tiles -------------------------------------------------------------------------------------
     def publish_tile(self, job_id: str, tile: np.ndarray) -> str:
@@ -513,78 +383,13 @@ class Spool:
         target = self.paths.tile(job_id)
         checksum = []
         try:
-            write_atomically(
-                target,
-                lambda file: checksum.append(write_tile(file, tile, self.plan.tile_dtype)),
-                self.paths.tile_partial(job_id, writer_tag()),
-                self.tree,
-            )
+            self.scratch.publish(target, lambda file: checksum.append(write_tile(file, tile, self.plan.tile_dtype)))
         except OSError as error:
             self.check_current()
             raise JobRunnerError(
                 f"cannot write tile {job_id} to {target.parent}: {explain_write_error(error)}"
             ) from None
         return checksum[0]
-
-    def sweep_partials(self) -> int:
-        """Delete every partial tile, record and claim once all jobs are done (one listing per folder, at the end).
-
-        A worker killed while publishing a record leaves a partial that no later attempt names;
-        when nothing is left to compute, nothing can be writing them.
-        """
-        swept = 0
-        for folder, name in self._scratch_folders():
-            with suppress(OSError, PlantedLink):  # another worker that found every job done swept it first
-                scratch = folder / name
-                if stat.S_ISDIR(self.tree.stat(scratch).st_mode):
-                    swept += len(self.tree.names(scratch))
-                    self.tree.remove_tree(scratch)
-                elif folder != self.paths.locks:  # there, a lease being broken is set aside (locking)
-                    self.tree.unlink(scratch)  # a partial file, or a link planted at one's name
-                    swept += 1
-        return swept
-
-    def remove_empty_scratch(self) -> None:
-        """Remove this process's scratch folders, and dead local writers', if they are empty.
-
-        At the end of a run, or when a signal stops it.  Never a live writer's: it would have to
-        make its folder again between two calls.  Other hosts' empty folders stay until the sweep
-        once every job is done.
-        """
-        for folder, name in self._scratch_folders():
-            pid = local_pid(SpoolPaths.scratch_writer(folder / name))
-            if pid is not None and (pid == os.getpid() or not pid_alive(pid)):
-                with suppress(OSError):  # not empty, or not a folder
-                    self.tree.rmdir(folder / name)
-
-    def _scratch_folders(self) -> list[tuple[Path, str]]:
-        """(folder, name) of every ``.*.partial`` in the folders that hold writers' scratch folders."""
-        found = []
-        for folder in (self.paths.tiles, self.paths.records, self.paths.locks):
-            # Not made yet, gone (ESTALE on NFS after a replace), or a link, refused where it is used:
-            # clean-up is best effort, and must never hide the error a run ends with.
-            with suppress(OSError, PlantedLink):
-                found += [(folder, n) for n in self.tree.names(folder) if n.startswith(".") and n.endswith(".partial")]
-        return found
-
-    def remove_partials(self, job_id: str, writer: str) -> None:
-        """Delete what a dead ``writer`` left half-written for this job."""
-        for partial in (
-            self.paths.tile_partial(job_id, writer),
-            self.paths.record_partial(job_id, writer),
-            self.paths.claim_partial(job_id, writer),
-        ):
-            # Through its scratch folder's own descriptor, not kept: it is the dead writer's.  A
-            # read-only disk: nothing can have been half-written since.  A link planted in place of
-            # that folder: nothing is removed through it.
-            with suppress(OSError, PlantedLink):
-                scratch = os.open(partial.parent.name, FOLDER, dir_fd=self.tree.folder(partial.parent.parent))
-                try:
-                    os.unlink(partial.name, dir_fd=scratch)
-                except FileNotFoundError:
-                    pass
-                finally:
-                    os.close(scratch)
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:
@@ -599,17 +404,15 @@ class Spool:
                 continue
             claim = None
             if probe_locks and (record is None or record.state not in (DONE, FAILED)):
-                claim = self.read_claim(job_id)
-                if claim is not None and not self.claim_is_live(job_id, claim):
-                    claim = None
+                claim = self.locks.peek(job_id)
             result.append(JobStatus(job_id, job_state(record, claim is not None), record, claim))
         return result
 
     # -- putting jobs back -------------------------------------------------------------------------
     def requeue(self, job_id: str) -> bool:
         """Make a job claimable again (under its lock); False if a worker holds it now."""
-        with self.claim(job_id) as hold:
-            if hold is None:
+        with self.claim(job_id) as claim:
+            if claim is None:
                 return False
             try:
                 record = self.read_record(job_id)

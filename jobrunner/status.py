@@ -7,12 +7,10 @@ only looks at the lease's marker).
 
 from __future__ import annotations
 
-import socket
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from jobrunner.locking import Choice
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
@@ -92,7 +90,7 @@ def spool_status(spool: Spool) -> SpoolStatus:
         if status.state == RUNNING and claim is not None:
             age = now - claim.started
             overdue = is_overdue(age, report.median_tile_seconds)
-            stopped = claim.host == socket.gethostname() and process_stopped(claim.pid)
+            stopped = claim.writer.stopped_here()
             report.running.append(RunningJob(status.id, claim.host, claim.pid, age, claim.via, overdue, stopped))
         elif status.state == FAILED and record is not None:
             last_line = (record.last_error or "no error recorded").strip().splitlines()[-1]
@@ -100,14 +98,6 @@ def spool_status(spool: Spool) -> SpoolStatus:
         elif status.state == FAILED and status.problem is not None:
             report.failed.append(FailedJob(status.id, 0, status.problem))
     return report
-
-
-def process_stopped(pid: int) -> bool:
-    """Whether a process of this host is stopped (state T, or t under a tracer)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("T", "t")
-    except (OSError, IndexError):
-        return False
 
 
 def is_overdue(age: float, median_tile_seconds: float | None) -> bool:

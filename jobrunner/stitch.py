@@ -31,12 +31,12 @@ from jobrunner.figures import FigureView, field_title, figure_view, save_field_f
 from jobrunner.files import create_new, ensure_folder, write_text
 from jobrunner.folders import Tree
 from jobrunner.identity import versions
-from jobrunner.locking import pid_alive
-from jobrunner.paths import SpoolPaths, local_pid, writer_tag
+from jobrunner.paths import SpoolPaths
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
 from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
 from jobrunner.vocabulary import AttemptOutcome
+from jobrunner.writer import Writer, writer_tag
 
 #: How many job ids an error message lists before it gives a count.
 LISTED = 4
@@ -233,8 +233,8 @@ def _remove_dead_partials(paths: SpoolPaths) -> None:
     """Partials of ``stitched.*`` left by a reduce of this host that was killed (a full-size array, maybe)."""
     for product in paths.stitched:
         for partial in paths.outputs.glob(f".{product.name}.*.partial"):
-            pid = local_pid(partial.name[len(product.name) + 2 : -len(".partial")])
-            if pid is not None and not pid_alive(pid):
+            writer = Writer.from_tag(partial.name[len(product.name) + 2 : -len(".partial")])
+            if writer is not None and writer.dead_here():
                 partial.unlink(missing_ok=True)  # unlink removes a planted link, never its target
 
 

@@ -6,10 +6,14 @@ interrupted:
 * **drain**: while ``<spool>/DRAIN`` exists (``jobrunner drain`` writes it, ``jobrunner resume``
   removes it), every worker, wherever it runs and however it was started, finishes the tile it
   has and exits.  Workers look for the file before each claim: one ``stat`` per job, no polling.
-* **deadline**: ``work --max-time`` and, inside a Slurm job, the job's end time (read once at
-  start).  A worker claims the next tile only if it would finish before the deadline, judged by
-  the median duration of the tiles finished so far, in the whole spool and by this worker.  With
-  no tile finished anywhere there is nothing to judge by, and it claims.
+* **deadline**: ``--max-time`` of ``work`` and ``supervise`` and, inside a Slurm job, the job's
+  end time (read once at start).  A job is claimed only if its tile would finish before the
+  deadline, judged by the median duration of the tiles finished so far, in the whole spool and
+  by this run; with no tile finished anywhere, only before the deadline itself.  The run checks
+  before each pass and each job it hands out, and each process of its executor checks again
+  before it claims (:func:`jobrunner.protocol.attempt_job`), so jobs already queued on a pool
+  are not started late.  The far side reads its own clock: on a cluster's nodes, kept by NTP,
+  that is the one the Slurm end time is on.
 
 Signals are the other way to stop, and they do interrupt: SIGTERM (what ``scancel`` and a
 Slurm walltime send) and Ctrl-C abandon the tile in flight; see :mod:`jobrunner.spool`.
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import write_text
-from jobrunner.paths import SpoolPaths, writer_tag
+from jobrunner.paths import SpoolPaths
+from jobrunner.writer import writer_tag
 
 DRAINING = "the spool is being drained (`jobrunner resume` lets workers claim again)"
 
@@ -78,13 +83,38 @@ def run_deadline(max_time: str | None, started: float) -> Deadline | None:
     return earliest(limit, job_end_time())
 
 
+def latest_claim(deadline: Deadline, durations: list[float]) -> float:
+    """The last moment a tile may be claimed and still finish by the deadline, judged by the median
+    so far; with nothing to judge by yet, the deadline itself."""
+    return deadline.at - (statistics.median(durations) if durations else 0.0)
+
+
+@dataclass(frozen=True)
+class ClaimLimit:
+    """A deadline as a process of an executor judges it, before each claim of the jobs it was handed.
+
+    ``median``: the median tile known to the run when it handed the jobs out; None if no tile had
+    finished yet, and then the process judges by the tiles it has finished itself.
+    """
+
+    deadline_at: float
+    median: float | None
+
+    def claim_until(self, durations_here: list[float]) -> float:
+        if self.median is not None:
+            return self.deadline_at - self.median
+        return self.deadline_at - (statistics.median(durations_here) if durations_here else 0.0)
+
+
 def next_tile_fits(now: float, deadline: Deadline, durations: list[float]) -> bool:
-    """Whether a tile claimed at ``now`` would finish by the deadline, judged by the median so far."""
-    return not durations or now + statistics.median(durations) <= deadline.at
+    """Whether a tile claimed at ``now`` would finish by the deadline."""
+    return now <= latest_claim(deadline, durations)
 
 
 def overrun_message(deadline: Deadline, durations: list[float]) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(deadline.at))
+    if not durations:
+        return f"{deadline.what} ended at {clock}"
     median = statistics.median(durations)
     return f"the next tile (median {median:.1f} s) would not finish before {deadline.what} at {clock}"
 

@@ -30,7 +30,7 @@ abandoned      the tile could not be saved (a full or read-only disk)     no    
 timed-out      ended by ``supervise --job-timeout``                       counted  brown
 =============  =========================================================  =======  ==========
 
-What one call of :func:`jobrunner.worker.attempt_job` came to (:class:`AttemptResult`, never
+What one call of :func:`jobrunner.protocol.attempt_job` came to (:class:`AttemptResult`, never
 written): whether this worker ran an attempt (``claimed``), and how it counts in the totals.
 """
 
@@ -124,6 +124,7 @@ class AttemptResult(Word):
     LEASE_LOST = "lease-lost"
     FAILED_ELSEWHERE = "failed-elsewhere"
     STOPPED = "stopped"
+    PAST_DEADLINE = "past-deadline"
 
 
 @dataclass(frozen=True)
@@ -148,4 +149,5 @@ RESULTS: dict[AttemptResult, ResultMeaning] = {
     AttemptResult.FAILED_ELSEWHERE: ResultMeaning("already failed for good (or its record is unreadable)",
                                                   failed=True),
     AttemptResult.STOPPED: ResultMeaning("not tried: the spool is being drained (jobrunner.stopping)"),
+    AttemptResult.PAST_DEADLINE: ResultMeaning("not tried: it would not finish before the run's deadline"),
 }  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import PROCESS_TIMEOUT, wait
 
-from jobrunner.paths import writer_tag
+from jobrunner.writer import writer_tag
 
 pytestmark = pytest.mark.both_lock_modes
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import PROCESS_TIMEOUT, wait
 
+from jobrunner.executors import BATCHES_PER_WORKER, batch_size, batches
 from jobrunner.locking import Mount, choose_mode, find_mount
-from jobrunner.supervisor import BATCHES_PER_WORKER, batch_size, batches
 
 STEP = 0.02  # a 200 x 200 grid
 

@@ -24,8 +24,10 @@ STEP = 0.02
 def _needs_fuse_and_namespaces() -> None:
     if os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists("/dev/fuse"):
         pytest.skip("simulating two machines needs root (mounts, hostnames), unshare(1) and /dev/fuse")
-    if not shutil.which("bindfs"):
-        engine_missing("bindfs is not installed: `bash scripts/engines.sh` (as root) installs it with fuse3")
+    # Every tool the fixtures call: a missing one skips here (fails under CI), never errors mid-test.
+    for tool in ("bindfs", "fusermount3"):
+        if not shutil.which(tool):
+            engine_missing(f"{tool} is not installed: `bash scripts/engines.sh` (as root) installs bindfs with fuse3")
 
 
 class Node:
@@ -72,7 +74,9 @@ def two_nodes(project):
         for name in ("node-a", "node-b"):
             mount = project.root / f"mounted on {name}"
             mount.mkdir()
-            subprocess.run(["bindfs", "--no-allow-other", str(shared), str(mount)], check=True, capture_output=True)
+            mounted = subprocess.run(["bindfs", "--no-allow-other", str(shared), str(mount)], capture_output=True)
+            if mounted.returncode != 0:
+                engine_missing(f"bindfs cannot mount here: {mounted.stderr.decode().strip()}")
             mounts.append(mount)
         yield shared, [Node(name, mount, project) for name, mount in zip(("node-a", "node-b"), mounts, strict=True)]
     finally:

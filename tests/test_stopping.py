@@ -2,6 +2,7 @@
 
 import re
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ def test_bad_durations_are_refused_with_examples(text):
 
 def test_a_tile_is_claimed_only_if_its_median_duration_fits():
     deadline = Deadline(100.0, "--max-time")
-    assert next_tile_fits(50.0, deadline, [])  # nothing to judge by yet
+    assert next_tile_fits(50.0, deadline, [])  # nothing to judge by yet: until the deadline itself
+    assert not next_tile_fits(100.5, deadline, [])
     assert next_tile_fits(90.0, deadline, [1.0, 10.0, 30.0])
     assert not next_tile_fits(90.5, deadline, [1.0, 10.0, 30.0])
 
@@ -84,6 +86,20 @@ def test_max_time_lets_through_only_the_tiles_that_fit(project):
     assert sorted(r["state"] for r in project.records().values()) == ["done", "done"]
     # Another worker, knowing the median from the spool's records, takes none with too little time.
     assert "computed 0 tiles" in project.run("work", "--max-time", "1s").stdout
+
+
+@pytest.mark.slow
+def test_supervise_max_time_starts_no_tile_that_would_end_past_it(project):
+    """3 s tiles, 2 workers, --max-time 8s: the jobs queued in the pool up front are not started late."""
+    project.run("plan", "--step", STEP, "--tiles", "1x8", "--kernel", "jr_test_kernels:slow", "--param", "delay=3")
+    started = time.time()
+    result = project.run("supervise", "--workers", "2", "--max-time", "8s")
+    assert "(--max-time 8s)" in result.stderr
+    assert re.search(r"stopped claiming: .*--max-time 8s", result.stdout), result.stdout
+    attempts = [a for r in project.records().values() for a in r["attempts"]]
+    assert attempts and {a["outcome"] for a in attempts} == {"done"}
+    assert len(attempts) < 8, "every tile was started, deadline or not"
+    assert max(a["ended"] for a in attempts) <= started + 8 + 1.0, "a tile was started that ended past --max-time"
 
 
 def test_sigterm_abandons_the_tile_cleanly_and_exits_143(project):

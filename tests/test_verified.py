@@ -110,7 +110,7 @@ def test_reduce_without_room_for_the_result_says_so_and_leaves_no_partial(projec
 def test_reduce_removes_the_partials_of_a_killed_reduce_of_this_host(project, serial_reference):
     import subprocess
 
-    from jobrunner.paths import writer_tag
+    from jobrunner.writer import writer_tag
 
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
     project.run("supervise", "--workers", "2")

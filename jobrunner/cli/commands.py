@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,7 +37,15 @@ from jobrunner.cli.options import (
     open_spool,
 )
 from jobrunner.cli.signals import interruptible
-from jobrunner.cli.views import counts_table, err, out, progress_bar, report_summary, watch_spool
+from jobrunner.cli.views import (
+    announced_deadline,
+    counts_table,
+    err,
+    out,
+    progress_bar,
+    report_summary,
+    watch_spool,
+)
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, field_units, grid_from_options, parse_tiling, parse_units
 from jobrunner.kernels import local_kernel_folder, params_from_options
@@ -159,10 +168,7 @@ def work(
     tile would overrun --max-time or its Slurm job's end. SIGTERM (scancel) and Ctrl-C abandon the
     tile in flight at once: its attempt is recorded as interrupted and another worker takes it.
     """
-    import time
-
-    from jobrunner.stopping import run_deadline
-    from jobrunner.worker import work as run_worker
+    from jobrunner.drain import work as run_worker
 
     if log is not None:
         from jobrunner.files import append_output_to
@@ -170,10 +176,7 @@ def work(
         append_output_to(log, spool)
     started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
-    deadline = run_deadline(max_time, started)
-    if deadline is not None:
-        clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(deadline.at))
-        err.print(f"stops claiming tiles that would not finish before {clock} ({deadline.what})", highlight=False)
+    deadline = announced_deadline(max_time, started)
     with interruptible(), progress_bar("tiles", unit="tiles") as advance:
         summary = run_worker(
             the_spool,
@@ -217,6 +220,7 @@ def supervise(
     ] = None,
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
+    max_time: MaxTimeOption = None,
     job_timeout: Annotated[
         Optional[float],
         typer.Option(
@@ -236,12 +240,16 @@ def supervise(
 
     A local ProcessPoolExecutor by default; on a cluster, MPI's or Dask's executor. Whichever it
     is, the workers claim jobs under the same protocol as `jobrunner work`, so supervisors,
-    hand-started workers and Slurm arrays can drain one spool together.
+    hand-started workers and Slurm arrays can drain one spool together. Like `work`, it stops
+    handing out tiles when `jobrunner drain` is asked or when the next tile would overrun
+    --max-time or its Slurm job's end.
     """
-    from jobrunner.supervisor import supervise as run_supervisor
+    from jobrunner.drain import supervise as run_supervisor
 
     label = f"{workers or os.cpu_count() or 1} workers" if executor == "process" else f"{executor} workers"
+    started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
+    deadline = announced_deadline(max_time, started)
     with interruptible(), progress_bar(label, unit="tiles") as advance:
         summary = run_supervisor(
             the_spool,
@@ -252,6 +260,7 @@ def supervise(
             job_timeout=job_timeout,
             executor=executor,
             scheduler=scheduler,
+            deadline=deadline,
         )
     report_summary(summary, f"supervisor with {label}")
 

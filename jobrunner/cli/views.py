@@ -7,6 +7,7 @@ draw what the library returns.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 
 import typer
@@ -23,9 +24,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from jobrunner.drain import WorkSummary
 from jobrunner.records import DONE, FAILED, RUNNING
+from jobrunner.stopping import Deadline, run_deadline
 from jobrunner.vocabulary import STATE_LOOKS
-from jobrunner.worker import WorkSummary
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -162,3 +164,12 @@ def progress_bar(description: str, unit: str):
         yield update
     finally:
         bar.stop()
+
+
+def announced_deadline(max_time: str | None, started: float) -> Deadline | None:
+    """The run's deadline (``--max-time``, a Slurm job's end), said once on stderr when there is one."""
+    deadline = run_deadline(max_time, started)
+    if deadline is not None:
+        clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(deadline.at))
+        err.print(f"stops claiming tiles that would not finish before {clock} ({deadline.what})", highlight=False)
+    return deadline
