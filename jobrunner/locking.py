@@ -1,7 +1,7 @@
 """How a worker makes a job its own: a ``flock``, or a lease where a lock cannot be trusted.
 
 Two modes behind one interface, :class:`JobLocks`; the rest of the protocol (see
-:mod:`jobrunner.spool`) is the same in both.
+:mod:`jobrunner.protocol`) is the same in both.
 
 flock
     ``locks/<id>.lock`` held with ``flock`` through :class:`filelock.FileLock`.  The kernel

@@ -1,6 +1,6 @@
 """A plan's life in a spool: published once, first writer wins; replaced by compare-and-swap; fenced.
 
-The job-level protocol (claims, records, tiles) is in :mod:`jobrunner.spool`; this module owns
+The job-level protocol (claims, records, tiles) is in :mod:`jobrunner.protocol`; this module owns
 what sits above it: which plan is the spool's, and how one plan gives way to the next without
 anything of the old plan reaching the new one.
 
@@ -11,7 +11,7 @@ Layout
     <spool>/plan.json                     the current plan: a copy of its plan folder's manifest
     <spool>/plans/<id>/plan.json          each plan's own manifest, there from the folder's first moment
     <spool>/plans/<id>/successor.json     the manifest of the plan that replaced it (made once, by link)
-    <spool>/plans/<id>/specs, locks, records      the plan's jobs (see jobrunner.spool)
+    <spool>/plans/<id>/specs, locks, records      the plan's jobs (see jobrunner.protocol)
     <spool>/plans/.<id>.<host>-<pid>.partial/     a plan being written, renamed to plans/<id> when whole
     <outputs>/owner.json                  the spool these outputs belong to: {"spool_id", "spool"}
     <outputs>/tiles/<id>/<job>.npy        the plan's tiles

@@ -4,7 +4,7 @@ The record (``records/<id>.json`` in its plan's folder) is the single source of 
 whether a job is done or failed, names its plan, and keeps every *finished* attempt, each with
 the plan id, kernel code fingerprint and versions that ran it.  The attempt in flight lives in
 the job's claim (the lock file in flock mode), written by the lock's holder (see
-:mod:`jobrunner.spool`): a claim whose lock is free belongs to a worker that died.
+:mod:`jobrunner.protocol`): a claim whose lock is free belongs to a worker that died.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ interrupted:
   that is the one the Slurm end time is on.
 
 Signals are the other way to stop, and they do interrupt: SIGTERM (what ``scancel`` and a
-Slurm walltime send) and Ctrl-C abandon the tile in flight; see :mod:`jobrunner.spool`.
+Slurm walltime send) and Ctrl-C abandon the tile in flight; see :mod:`jobrunner.protocol`.
 """
 
 from __future__ import annotations

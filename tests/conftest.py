@@ -1,13 +1,24 @@
-"""Shared fixtures: real subprocesses of the real command, in folders whose names have spaces."""
+"""Shared fixtures: the real command, in folders whose names have spaces.
+
+Workers, supervisors and anything a test kills or signals run as real subprocesses.  The short
+commands that only read or publish (``plan`` of a kernel that never changes, ``status``,
+``reduce``, ``report``, ``drain``, ``resume``) run inside the test process, through the same
+entry point, arguments, environment and working folder, unless a test asks for a process: a
+Python start-up with NumPy, typer and rich costs about 0.3 s, and the suite runs hundreds.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +28,17 @@ HELPERS = Path(__file__).parent / "helpers"
 
 #: Every wait on another process is bounded by this many seconds.
 PROCESS_TIMEOUT = 120
+
+# What the in-process commands need to find: the test kernels, and a console as wide as a
+# subprocess's (rich reads COLUMNS when its consoles are made, at import).
+sys.path.insert(0, str(HELPERS))
+os.environ["COLUMNS"] = "200"
+
+#: Commands that may run inside the test process (see the module's docstring).
+IN_PROCESS_COMMANDS = {"plan", "status", "reduce", "report", "drain", "resume"}
+#: Kernels whose code never changes during a run: safe to import once into the test process.
+#: (A kernel a test edits must be probed by a fresh process each time.)
+STABLE_KERNELS = ("numpy", "loop", "quake", "jobrunner.kernels:", "jr_test_kernels:", "jr_test_probe_kernels:")
 
 
 class Project:
@@ -33,17 +55,58 @@ class Project:
             "JOBRUNNER_OUTPUTS": str(self.outputs),
             "COLUMNS": "200",
         }
+        self._pythonpath = self.env["PYTHONPATH"]
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "jobrunner", *map(str, args)]
 
-    def run(self, *args: str, check: bool = True, timeout: float = PROCESS_TIMEOUT) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            self.command(*args), cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+    def run(
+        self, *args: str, check: bool = True, timeout: float = PROCESS_TIMEOUT, process: bool = False
+    ) -> subprocess.CompletedProcess:
+        """Run ``jobrunner *args`` and return its exit code and output; ``process``: always in a subprocess."""
+        if not process and self.can_run_here(args):
+            result = self.run_here(args)
+        else:
+            result = subprocess.run(
+                self.command(*args), cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+            )
         if check and result.returncode != 0:
             raise AssertionError(f"jobrunner {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result
+
+    def can_run_here(self, args: tuple) -> bool:
+        args = [str(a) for a in args]
+        if not args or args[0] not in IN_PROCESS_COMMANDS or "--watch" in args:
+            return False
+        if self.env.get("PYTHONPATH") != self._pythonpath:
+            return False  # a test that changes what imports needs a process that imports afresh
+        if args[0] == "plan":
+            kernel = args[args.index("--kernel") + 1] if "--kernel" in args else "numpy"
+            return kernel in STABLE_KERNELS or kernel.startswith(STABLE_KERNELS)
+        return True
+
+    def run_here(self, args: tuple) -> subprocess.CompletedProcess:
+        """The command's entry point in this process, with its arguments, environment and folder."""
+        from jobrunner.cli import main
+
+        saved = dict(os.environ), sys.argv, os.getcwd()
+        stdout, stderr = io.StringIO(), io.StringIO()
+        os.environ.clear()
+        os.environ.update(self.env)
+        sys.argv = ["jobrunner", *map(str, args)]
+        os.chdir(self.root)
+        code = 0
+        try:
+            with redirect_stdout(stdout), redirect_stderr(stderr):
+                main()
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved[0])
+            sys.argv = saved[1]
+            os.chdir(saved[2])
+        return subprocess.CompletedProcess(self.command(*args), code, stdout.getvalue(), stderr.getvalue())
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
@@ -100,12 +163,66 @@ class Project:
             time.sleep(0.02)
         raise AssertionError("no job started within the timeout")
 
+    # -- holding tiles in flight (jr_test_kernels:gated) -----------------------------------------
+    @property
+    def gate(self) -> Path:
+        """The file ``jr_test_kernels:gated`` tiles wait for: pass ``--param gate=<this>`` at plan."""
+        return self.root / "gate"
+
+    def gated_plan(self, *args: str, first_only: bool = False) -> subprocess.CompletedProcess:
+        """``plan`` with the gated kernel: its tiles wait, in flight, until :meth:`open_gate`."""
+        params = ["--param", f'gate="{self.gate}"'] + (["--param", "first_only=true"] if first_only else [])
+        return self.run("plan", "--kernel", "jr_test_kernels:gated", *params, *args)
+
+    def open_gate(self) -> None:
+        self.gate.touch()
+
+    def wait_for_claims(self, condition, what: str, timeout: float = PROCESS_TIMEOUT) -> dict[str, dict]:
+        """Block until ``condition(claims)`` holds of the attempts in flight (job id -> claim); return them."""
+        deadline = time.monotonic() + timeout
+        while not condition(claims := self.claims()):
+            assert time.monotonic() < deadline, f"{what}: not within {timeout} s; in flight: {claims}"
+            time.sleep(0.02)
+        return claims
+
     def leftovers(self) -> list[Path]:
         """Partial files anywhere under the spool or the outputs."""
         return [p for folder in (self.spool, self.outputs) for p in folder.rglob("*.partial")]
 
     def load(self, name: str) -> np.ndarray:
         return np.load(self.outputs / name)
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of the process is stopped (SIGSTOP has taken effect)."""
+    states = [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in Path(f"/proc/{pid}/task").iterdir()]
+    return all(state in "tT" for state in states)
+
+
+def open_the_tally(fifo: Path):
+    """Start reading the FIFO a ``jr_test_kernels:counted`` plan tallies into; return the call that ends it.
+
+    Until then every tile waits in flight, claimed, in the kernel's open() of its tally: a FIFO
+    opens for writing only once it has a reader.  The call, made once every writer is gone,
+    returns the lines read.
+    """
+    fd = os.open(fifo, os.O_RDWR)  # reader and writer: open() never blocks, and reads never see an end
+    chunks = []
+
+    def read_until_the_end() -> None:
+        while not (chunks and chunks[-1].endswith(b"end\n")):
+            chunks.append(os.read(fd, 1 << 16))
+
+    reader = threading.Thread(target=read_until_the_end, daemon=True)
+    reader.start()
+
+    def lines() -> list[str]:
+        os.write(fd, b"end\n")
+        reader.join(PROCESS_TIMEOUT)
+        os.close(fd)
+        return b"".join(chunks).decode().splitlines()[:-1]
+
+    return lines
 
 
 def _default_sigint() -> None:
@@ -122,14 +239,15 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture
-def project(tmp_path: Path, request) -> Project:
+def project(tmp_path: Path, request) -> Iterator[Project]:
     root = tmp_path / "a folder with spaces"
     root.mkdir()
     project = Project(root)
     mode = getattr(request, "param", None)
     if mode is not None:
         project.env["JOBRUNNER_LOCK"] = mode  # every command run in this project, as a user would export it
-    return project
+    yield project
+    project.open_gate()  # a gated test that failed before opening it must not leave a worker waiting forever
 
 
 def wait(process: subprocess.Popen, timeout: float = PROCESS_TIMEOUT) -> tuple[int, str, str]:

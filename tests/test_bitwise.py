@@ -30,21 +30,25 @@ def test_uneven_extent_and_sigma_match_serial(project, tmp_path):
 
 def test_hand_started_workers_and_supervise_together(project, serial_reference):
     """Three hand-started workers and a supervisor drain one spool; every job is done exactly once."""
-    # Tiles of 0.05 s at least: quick ones may all go to whichever process starts first, and the
-    # sharing asserted below is then a matter of luck (it failed so under load).
-    project.run("plan", "--step", STEP, "--tiles", "10x10", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.05")
-    workers = [project.start("work") for _ in range(3)]
-    project.run("supervise", "--workers", "2")
-    for worker in workers:
-        code, _, stderr = wait(worker)
+    # Each of the five processes holds a tile at the gate before any tile finishes, so the work is
+    # shared by arrangement, not by luck (quick tiles may all go to whichever process starts first).
+    project.gated_plan("--step", STEP, "--tiles", "4x4")
+    processes = [project.start("work") for _ in range(3)] + [project.start("supervise", "--workers", "2")]
+    try:
+        project.wait_for_claims(lambda claims: len({c["pid"] for c in claims.values()}) == 5, "a tile held by each")
+    finally:
+        project.open_gate()  # even if the wait failed: no process is left waiting at the gate
+    for process in processes:
+        code, _, stderr = wait(process)
         assert code == 0, stderr
     records = project.records()
-    assert len(records) == 100
+    assert len(records) == 16
     for job_id, record in records.items():
         assert record["state"] == "done"
         assert [a["outcome"] for a in record["attempts"]] == ["done"], f"{job_id} ran more than once"
     pids = {record["attempts"][0]["pid"] for record in records.values()}
-    assert len(pids) > 1, "the work should have been shared between processes"
+    assert len(pids) == 5, "the work should have been shared between processes"
+    assert {record["attempts"][0]["via"].split()[0] for record in records.values()} == {"work", "supervise"}
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
     assert project.leftovers() == []

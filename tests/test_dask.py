@@ -63,9 +63,16 @@ def dask_scheduler(project, tmp_path):
 
 
 def test_dask_supervise_matches_serial(project, serial_reference, dask_scheduler):
-    project.run("plan", "--step", STEP, "--tiles", "3x4", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.2")
-    result = project.run("supervise", "--executor", "dask", "--scheduler", dask_scheduler)
-    assert "supervisor with dask workers: computed 12 tiles" in result.stdout, result.stdout
+    """Every tile waits in flight until both Dask workers hold one: the tiles are spread over them."""
+    project.gated_plan("--step", STEP, "--tiles", "3x4")
+    supervisor = project.start("supervise", "--executor", "dask", "--scheduler", dask_scheduler)
+    project.wait_for_claims(
+        lambda claims: len({c["pid"] for c in claims.values() if c["via"] == "dask"}) == 2, "both Dask workers claim"
+    )
+    project.open_gate()
+    code, stdout, stderr = wait(supervisor)
+    assert code == 0, stderr
+    assert "supervisor with dask workers: computed 12 tiles" in stdout, stdout
     assert assert_each_job_done_once(project, 12) == {"dask"}
     pids = {r["attempts"][0]["pid"] for r in project.records().values()}
     assert len(pids) == 2, "both Dask workers should have computed tiles"
@@ -76,11 +83,15 @@ def test_dask_supervise_matches_serial(project, serial_reference, dask_scheduler
 
 @pytest.mark.slow
 def test_dask_and_a_hand_started_worker_drain_one_spool_once(project, serial_reference, dask_scheduler):
-    project.run("plan", "--step", STEP, "--tiles", "4x5", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.3")
+    project.gated_plan("--step", STEP, "--tiles", "4x5")  # tiles wait until both sides hold one
     by_hand = project.start("work")
     project.wait_for_claim()
     project.env["DASK_SCHEDULER_ADDRESS"] = dask_scheduler  # the option's environment variable
-    project.run("supervise", "--executor", "dask")
+    supervisor = project.start("supervise", "--executor", "dask")
+    project.wait_for_claims(lambda claims: any(c["via"] == "dask" for c in claims.values()), "a Dask worker claims")
+    project.open_gate()
+    code, _, stderr = wait(supervisor)
+    assert code == 0, stderr
     code, _, stderr = wait(by_hand)
     assert code == 0, stderr
     assert assert_each_job_done_once(project, 20) == {"dask", "work"}

@@ -39,8 +39,6 @@ def test_mpi_supervise_matches_serial(project, serial_reference, mpiexec):
     assert code == 0, stderr
     assert "supervisor with mpi workers: computed 12 tiles" in stdout and "spool 12/12 done" in stdout
     assert assert_each_job_done_once(project, 12) == {"mpi"}
-    pids = {r["attempts"][0]["pid"] for r in project.records().values()}
-    assert len(pids) >= 2, "the tiles should be spread over the MPI ranks"
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
     assert project.leftovers() == []
@@ -48,14 +46,22 @@ def test_mpi_supervise_matches_serial(project, serial_reference, mpiexec):
 
 @pytest.mark.slow
 def test_mpi_and_a_hand_started_worker_drain_one_spool_once(project, serial_reference, mpiexec):
-    project.run("plan", "--step", STEP, "--tiles", "4x5", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.3")
+    """Every tile waits in flight until the hand-started worker and two MPI ranks each hold one."""
+    project.gated_plan("--step", STEP, "--tiles", "4x5")
     by_hand = project.start("work")
     project.wait_for_claim()
-    code, _, stderr = wait(mpi_supervise(project, mpiexec), timeout=PROCESS_TIMEOUT)
+    supervisor = mpi_supervise(project, mpiexec)
+    project.wait_for_claims(
+        lambda claims: len({c["pid"] for c in claims.values() if c["via"] == "mpi"}) >= 2, "two MPI ranks claim"
+    )
+    project.open_gate()
+    code, _, stderr = wait(supervisor, timeout=PROCESS_TIMEOUT)
     assert code == 0, stderr
     code, _, stderr = wait(by_hand)
     assert code == 0, stderr
     assert assert_each_job_done_once(project, 20) == {"mpi", "work"}
+    pids = {r["attempts"][0]["pid"] for r in project.records().values() if r["attempts"][0]["via"] == "mpi"}
+    assert len(pids) >= 2, "the tiles should be spread over the MPI ranks"
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
 

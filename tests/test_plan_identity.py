@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROCESS_TIMEOUT, Project, wait
+from conftest import PROCESS_TIMEOUT, Project, all_threads_stopped, wait
 from test_bad_input import assert_one_line_error
 
 from jobrunner import publish
@@ -59,25 +59,25 @@ def assert_replaced_line(stderr: str) -> None:
     assert lines and lines[-1].startswith("error: ") and "was replaced" in lines[-1], stderr
 
 
-def slow_plan(project: Project, tiles: str = "2x2", delay: float = 1.5) -> None:
-    """Plan A: a slow kernel with sigma 2, so a leaked tile of it would show in plan B's sigma-1 result."""
-    project.run(
-        "plan", "--step", STEP, "--tiles", tiles, "--kernel", "jr_test_kernels:slow",
-        "--param", f"delay={delay}", "--sigma", "2",
-    )  # fmt: skip
+def gated_plan_a(project: Project) -> None:
+    """Plan A: tiles that wait at the gate; sigma 2, so a leaked tile of it would show in plan B's sigma-1 result."""
+    project.gated_plan("--step", STEP, "--tiles", "2x2", "--sigma", "2")
 
 
 # -- 1. a plan replaced under live workers ------------------------------------------------------------
 @pytest.mark.both_lock_modes
 def test_a_replaced_plans_worker_mid_tile_writes_nothing_into_the_new_plan(project):
-    slow_plan(project)
+    gated_plan_a(project)
     old_plan = project.plan_id
     straggler = project.start("work")
-    project.wait_for_claim()
-    # A new plan with another tiling: the straggler's job ids exist in it too, with other ranges.
-    project.run("plan", "--step", STEP, "--tiles", "4x4", "--kernel", "numpy", "--replace")
-    new_plan = project.plan_id
-    assert new_plan != old_plan
+    try:
+        project.wait_for_claim()  # its tile waits at the gate
+        # A new plan with another tiling: the straggler's job ids exist in it too, with other ranges.
+        project.run("plan", "--step", STEP, "--tiles", "4x4", "--kernel", "numpy", "--replace")
+        new_plan = project.plan_id
+        assert new_plan != old_plan
+    finally:
+        project.open_gate()  # the straggler finishes its tile now
     code, _, stderr = wait(straggler)
     assert code == 1
     assert_replaced_line(stderr)
@@ -117,15 +117,18 @@ def test_a_straggler_in_its_own_pid_namespace_writes_nothing_into_the_new_plan(p
     """A worker in a container: same host name, but its pid means nothing on this host."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("a pid namespace needs root and unshare(1)")
-    slow_plan(project)
+    gated_plan_a(project)
     straggler = subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", *project.command("work")],
         cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    _, claim = project.wait_for_claim()
-    assert claim["pid"] != straggler.pid  # it is a small number inside its namespace
-    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy", "--replace")
-    project.run("supervise", "--workers", "2")  # while the straggler still computes its tile
+    try:
+        _, claim = project.wait_for_claim()  # its tile waits at the gate
+        assert claim["pid"] != straggler.pid  # it is a small number inside its namespace
+        project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy", "--replace")
+        project.run("supervise", "--workers", "2")  # while the straggler still computes its tile
+    finally:
+        project.open_gate()
     code, _, stderr = wait(straggler)
     assert code == 1
     assert_replaced_line(stderr)
@@ -138,13 +141,16 @@ def test_a_straggler_in_its_own_pid_namespace_writes_nothing_into_the_new_plan(p
 
 def test_the_readmes_start_again_under_a_live_worker(project):
     """`rm -rf jobs/* outputs/*` and a new plan, while a worker of the old plan is mid-tile."""
-    slow_plan(project)
+    gated_plan_a(project)
     straggler = project.start("work")
-    project.wait_for_claim()
-    for folder in (project.spool, project.outputs):
-        for child in folder.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
+    try:
+        project.wait_for_claim()  # its tile waits at the gate
+        for folder in (project.spool, project.outputs):
+            for child in folder.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
+    finally:
+        project.open_gate()
     code, _, stderr = wait(straggler)
     assert code == 1
     assert_replaced_line(stderr)
@@ -156,29 +162,42 @@ def test_the_readmes_start_again_under_a_live_worker(project):
 
 # -- 2. two plans racing into one empty spool -------------------------------------------------------
 def test_two_plans_racing_into_an_empty_spool_cannot_both_succeed(project):
-    args = ["plan", "--step", 0.005, "--tiles", "50x50", "--kernel", "numpy"]  # 800 x 800, 2,500 jobs each
-    racers = [project.start(*args, "--sigma", sigma) for sigma in ("1", "2")]
-    # A worker started as soon as a plan appears, as a Slurm array queued beforehand would be.
-    wait_until(lambda: (project.spool / "plan.json").exists(), "a plan")
-    early = project.start("work")
-    results = [wait(racer) for racer in racers]
-    assert sorted(code for code, _, _ in results) == [0, 1], results
-    loser = next(stderr for code, _, stderr in results if code == 1)
+    plans = project.spool / "plans"
+    # The first is stopped while it writes its 2,500 jobs into the empty spool; the second plans meanwhile.
+    first = project.start("plan", "--step", 0.005, "--tiles", "50x50", "--kernel", "numpy", "--sigma", "1")
+    try:
+        wait_until(lambda: plans.exists() and any(p.name.endswith(".partial") for p in plans.iterdir()), "its folder")
+        first.send_signal(signal.SIGSTOP)
+        wait_until(lambda: all_threads_stopped(first.pid), "the first plan to stop")
+        assert not (project.spool / "plan.json").exists(), "the first plan was published before it stopped"
+        second = project.start("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy", "--sigma", "2")
+        # A worker started as soon as a plan appears, as a Slurm array queued beforehand would be.
+        wait_until(lambda: (project.spool / "plan.json").exists(), "a plan")
+        early = project.start("work")
+        won = wait(second)
+    finally:
+        first.send_signal(signal.SIGCONT)  # it finishes writing its folder, then tries to publish it
+    lost = wait(first)
+    assert (lost[0], won[0]) == (1, 0), (lost, won)
+    loser = lost[2]
     assert "Traceback" not in loser
-    assert "another plan was published" in loser or "already holds a different plan" in loser, loser
+    assert "another plan was published" in loser, loser
     assert len(list((project.spool / "plans").iterdir())) == 1  # the loser removed its folder
     code, _, stderr = wait(early)
     assert code == 0, stderr
     sigma = json.loads((project.spool / "plan.json").read_text())["params"]["sigma"]
+    assert sigma == 2
     assert_only_plan(project, project.plan_id)
     project.run("reduce")
-    assert np.array_equal(project.load("stitched.npy"), expected(sigma, 0.005))
+    assert np.array_equal(project.load("stitched.npy"), expected(sigma))
 
 
 # -- 3. a replace killed half-way ---------------------------------------------------------------------
 def test_a_replace_killed_at_any_step_leaves_nothing_to_adopt(project):
     plan_a = ["plan", "--step", 0.01, "--tiles", "40x40", "--kernel", "numpy"]  # 400 x 400, 1,600 jobs
     plan_b = [*plan_a, "--sigma", "2"]
+    # The second replace is killed while it removes A's 1,600 jobs and tiles; its own plan is small, to drain.
+    plan_c = ["plan", "--step", 0.01, "--tiles", "2x2", "--kernel", "numpy", "--sigma", "2"]
     project.run(*plan_a)
     project.run("supervise", "--workers", "2")
     old_plan = project.plan_id
@@ -194,12 +213,12 @@ def test_a_replace_killed_at_any_step_leaves_nothing_to_adopt(project):
     assert sum(r["state"] == "done" for r in project.records().values()) == 1600
 
     # Killed once the new plan is published, while it removes the old one: nothing of it is adopted.
-    replacer = project.start(*plan_b, "--replace")
+    replacer = project.start(*plan_c, "--replace")
     wait_until(lambda: project.plan_id != old_plan, "the new plan")
     replacer.send_signal(signal.SIGKILL)
     wait(replacer)
     new_plan = project.plan_id
-    assert "nothing changed" in project.run(*plan_b).stdout  # the same plan: no --replace needed
+    assert "nothing changed" in project.run(*plan_c).stdout  # the same plan: no --replace needed
     assert "done     0" in project.run("status").stdout  # nothing adopted from the old plan
     project.run("supervise", "--workers", "2")
     assert_only_plan(project, new_plan)

@@ -5,15 +5,24 @@ import re
 from conftest import wait
 
 
+def in_flight_in_three_processes(project) -> None:
+    """Wait until the hand-started worker and both pool processes each hold a tile at the shut gate
+    (a process holds one at a time), then let every tile finish."""
+    project.wait_for_claims(lambda claims: len(claims) == 3, "a tile in flight in each of three processes")
+    project.open_gate()
+
+
 def test_report_while_draining_and_after(project):
-    project.run("plan", "--step", "0.02", "--tiles", "2x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.7")
+    project.gated_plan("--step", "0.02", "--tiles", "2x3")
     worker = project.start("work")
     project.wait_for_claim()
     during = project.run("report")
     assert "attempts still running" in during.stdout
-    project.run("supervise", "--workers", "2")
-    code, _, stderr = wait(worker)
-    assert code == 0, stderr
+    supervisor = project.start("supervise", "--workers", "2")
+    in_flight_in_three_processes(project)  # so that each of the three has done a tile, whoever does the rest
+    for process in (supervisor, worker):
+        code, _, stderr = wait(process)
+        assert code == 0, stderr
     after = project.run("report").stdout
     rows = [line for line in after.splitlines() if re.match(r"\s*\S+:\d+\s", line)]
     assert len(rows) == 3, after  # the hand-started worker and two pool processes
@@ -30,10 +39,12 @@ def test_report_before_any_work_says_what_to_do(project):
 
 
 def test_status_watch_follows_a_run_to_the_end(project):
-    project.run("plan", "--step", "0.02", "--tiles", "2x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.5")
+    project.gated_plan("--step", "0.02", "--tiles", "2x3")
     watcher = project.start("status", "--watch", "--interval", "0.2")
     worker = project.start("work")
-    project.run("supervise", "--workers", "2")
+    supervisor = project.start("supervise", "--workers", "2")
+    in_flight_in_three_processes(project)
+    assert wait(supervisor)[0] == 0
     assert wait(worker)[0] == 0
     code, stdout, stderr = wait(watcher, timeout=60)  # it stops by itself once every job is done
     assert code == 0, stderr
@@ -44,12 +55,13 @@ def test_status_watch_follows_a_run_to_the_end(project):
 
 
 def test_reduce_while_a_tile_is_running_says_to_wait(project):
-    project.run("plan", "--step", "0.02", "--tiles", "1x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=2")
+    project.gated_plan("--step", "0.02", "--tiles", "1x2")
     worker = project.start("work")
     project.wait_for_claim()
     result = project.run("reduce", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "running: tile-" in result.stderr and "wait for the running ones" in result.stderr
     assert "failed" not in result.stderr
+    project.open_gate()
     assert wait(worker)[0] == 0
     project.run("reduce")

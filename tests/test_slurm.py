@@ -23,8 +23,9 @@ STEP = 0.02
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        engine_missing("no Slurm here (sinfo/sbatch not on PATH): run `bash scripts/engines.sh` as root")
+    missing = [tool for tool in ("sinfo", "sbatch", "squeue", "scancel") if shutil.which(tool) is None]
+    if missing:  # every Slurm command these tests call
+        engine_missing(f"no Slurm here ({', '.join(missing)} not on PATH): run `bash scripts/engines.sh` as root")
     try:
         states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout
     except subprocess.TimeoutExpired:
@@ -132,7 +133,7 @@ def wait_for_the_array(job: str, timeout: float = PROCESS_TIMEOUT) -> None:
 
 @pytest.mark.slow
 def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, serial_reference, slurm_cluster):
-    project.run("plan", "--step", STEP, "--tiles", "4x4", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.7")
+    project.gated_plan("--step", STEP, "--tiles", "4x4")  # every tile waits in flight until the gate opens
     submitted = project.run("slurm", "--array", "2", "--time", "00:05:00", "--submit").stdout
     job = re.search(r"submitted job array (\d+) \(2 tasks\)", submitted).group(1)
     try:
@@ -141,6 +142,7 @@ def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, s
         status = project.run("status").stdout
         assert re.search(rf"running tile-r\d+-c\d+ on \S+ pid \d+ \(slurm {job}_1\)", status), status
         subprocess.run(["scancel", f"{job}_1"], check=True, timeout=30)
+        project.open_gate()
         wait_for_the_array(job)
     finally:
         subprocess.run(["scancel", job], timeout=30)
@@ -168,15 +170,18 @@ def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, s
 def test_a_slurm_array_a_supervisor_and_a_hand_started_worker_drain_one_spool_once(
     project, serial_reference, slurm_cluster
 ):
-    project.run("plan", "--step", STEP, "--tiles", "4x6", "--kernel", "jr_test_kernels:slow", "--param", "delay=0.4")
+    project.gated_plan("--step", STEP, "--tiles", "4x6")  # every tile waits in flight until the gate opens
     submitted = project.run("slurm", "--array", "2", "--submit").stdout
     job = re.search(r"submitted job array (\d+)", submitted).group(1)
     try:
-        wait_for_a_claim_by(project, f"slurm {job}_")  # then the others join, with most tiles left
-        by_hand = project.start("work")
-        project.run("supervise", "--workers", "1")
-        code, _, stderr = wait(by_hand)
-        assert code == 0, stderr
+        # Each way of running holds a tile at once before any tile can finish: none is left out by chance.
+        by_hand, supervisor = project.start("work"), project.start("supervise", "--workers", "1")
+        for via in (f"slurm {job}_", "work", "supervise"):
+            wait_for_a_claim_by(project, via)
+        project.open_gate()
+        for process in (by_hand, supervisor):
+            code, _, stderr = wait(process)
+            assert code == 0, stderr
         wait_for_the_array(job)
     finally:
         subprocess.run(["scancel", job], timeout=30)

@@ -33,6 +33,25 @@ class Shared:
             "JOBRUNNER_OUTPUTS": str(self.outputs),
             "COLUMNS": "200",
         }
+        self.started: list[subprocess.Popen] = []  # the victim's workers, reaped when the test ends
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """A worker of the victim's, in the background."""
+        process = subprocess.Popen(
+            self.as_victim(*args), cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.started.append(process)
+        return process
+
+    def reap(self) -> None:
+        """When the test ends, passed or failed: no worker of it is left waiting on the gate."""
+        self.open_gate()
+        for process in self.started:
+            try:
+                process.communicate(timeout=PROCESS_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
 
     def as_victim(self, *args: str) -> list[str]:
         # umask 002: what members of a shared project use, so the group may write what they make
@@ -57,6 +76,18 @@ class Shared:
     def plant_link(self, at: Path) -> None:
         self.attacker("ln", "-sfn", str(self.secret), str(at))
 
+    @property
+    def gate(self) -> Path:
+        """The file ``jr_test_kernels:gated`` tiles wait for; the victim sees it (``base`` is 0755)."""
+        return self.base / "gate"
+
+    def gated_plan(self, *args: str) -> None:
+        """The victim plans the gated kernel: its tiles wait, in flight, until :meth:`open_gate`."""
+        self.victim("plan", "--kernel", "jr_test_kernels:gated", "--param", f'gate="{self.gate}"', *args)
+
+    def open_gate(self) -> None:
+        self.gate.touch()
+
     def plan_folder(self) -> Path:
         import json
 
@@ -71,27 +102,20 @@ def _ensure_user(name: str) -> None:
         subprocess.run(["useradd", "-M", "-N", "-g", GROUP, "-s", "/bin/sh", name], check=True, capture_output=True)
 
 
-@pytest.fixture
-def shared():
+@pytest.fixture(scope="module")
+def python_for_others():
+    """The two users and their group, and a Python the victim can run with jobrunner: made and checked
+    once for this module's tests (the interpreter is read-only to them; each test gets its own folders)."""
     if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("runuser", "useradd", "groupadd")):
         pytest.skip("two real users need root, useradd and runuser")
     subprocess.run(["groupadd", "-f", GROUP], check=True, capture_output=True)
     for name in (VICTIM, ATTACKER):
         _ensure_user(name)
-    base = Path(tempfile.mkdtemp(prefix="jr two users ", dir="/tmp"))
+    home = Path(tempfile.mkdtemp(prefix="jr two users python ", dir="/tmp"))
     mounted = None
     try:
-        base.chmod(0o755)
-        folders = {"project": 0o2770, "victim only": 0o700, "mpl": 0o700}
-        for name, mode in folders.items():
-            (base / name).mkdir()
-            shutil.chown(base / name, VICTIM, GROUP)
-            (base / name).chmod(mode)
-        python, pythonpath, mounted = _python_for_others(base)
-        shared = Shared(base, python, pythonpath)
-        shared.secret.write_bytes(SECRET)
-        shutil.chown(shared.secret, VICTIM, GROUP)
-        shared.secret.chmod(0o600)
+        home.chmod(0o755)
+        python, pythonpath, mounted = _python_for_others(home)
         probe = subprocess.run(
             ["runuser", "-u", VICTIM, "--", "env", f"PYTHONPATH={pythonpath}", python, "-c", "import jobrunner"],
             capture_output=True,
@@ -99,10 +123,31 @@ def shared():
         )
         if probe.returncode != 0:
             engine_missing(f"user {VICTIM} cannot run {python} with jobrunner: {probe.stderr.strip()}")
-        yield shared
+        yield python, pythonpath
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(mounted)], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def shared(python_for_others):
+    python, pythonpath = python_for_others
+    base = Path(tempfile.mkdtemp(prefix="jr two users ", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        folders = {"project": 0o2770, "victim only": 0o700, "mpl": 0o700}
+        for name, mode in folders.items():
+            (base / name).mkdir()
+            shutil.chown(base / name, VICTIM, GROUP)
+            (base / name).chmod(mode)
+        shared = Shared(base, python, pythonpath)
+        shared.secret.write_bytes(SECRET)
+        shutil.chown(shared.secret, VICTIM, GROUP)
+        shared.secret.chmod(0o600)
+        yield shared
+        shared.reap()
+    finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -154,10 +199,8 @@ for pid in range(last + 1, last + 80):
 
 
 def test_a_lock_file_swapped_for_a_link_while_held_does_not_truncate_the_victims_file(shared):
-    shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "jr_test_kernels:slow", "--param", "delay=1.5")
-    worker = subprocess.Popen(
-        shared.as_victim("work"), cwd=shared.project, env=shared.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    shared.gated_plan("--step", "0.1", "--tiles", "1x2")
+    worker = shared.start("work")
     locks = shared.plan_folder() / "locks"
     deadline = time.monotonic() + PROCESS_TIMEOUT
     while not [p for p in locks.glob("*.lock") if p.stat().st_size]:  # a claim names the attempt in flight
@@ -165,6 +208,7 @@ def test_a_lock_file_swapped_for_a_link_while_held_does_not_truncate_the_victims
         time.sleep(0.02)
     held = next(p for p in locks.glob("*.lock") if p.stat().st_size)
     shared.plant_link(held)  # the victim clears the claim in its lock file when the tile is done
+    shared.open_gate()
     worker.communicate(timeout=PROCESS_TIMEOUT)
     assert shared.secret_untouched()
 
@@ -253,23 +297,18 @@ def test_a_folder_swapped_for_a_link_before_the_worker_starts_is_refused_and_lea
     [("records", "flock"), ("locks", "flock"), ("locks", "lease"), ("plan", "flock"), ("plan", "lease")],
 )
 def test_a_folder_swapped_for_a_link_under_a_running_worker_leads_nowhere(shared, which, lock):
-    shared.victim("plan", "--step", "0.1", "--tiles", "1x3", "--kernel", "jr_test_kernels:slow", "--param", "delay=1")
+    shared.gated_plan("--step", "0.1", "--tiles", "1x3")
     for name in ("tile-r000-c001.lock", "tile-r000-c001.lease", "tile-r000-c001.claim", "tile-r000-c001.json"):
         _bait(shared, name)  # what the worker would write next
     before = _private(shared)
-    worker = subprocess.Popen(
-        shared.as_victim("work", "--lock", lock),
-        cwd=shared.project,
-        env=shared.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    worker = shared.start("work", "--lock", lock)
     locks = shared.plan_folder() / "locks"
     deadline = time.monotonic() + PROCESS_TIMEOUT
     while not [p for p in locks.glob("*.lock") if p.stat().st_size] + list(locks.glob("*.claim")):  # claimed
         assert time.monotonic() < deadline and worker.poll() is None, "the victim's worker never claimed a job"
         time.sleep(0.02)
     _swap_for_link(shared, _folder_to_swap(shared, which))  # while its first tile is computed
+    shared.open_gate()
     _, stderr = worker.communicate(timeout=PROCESS_TIMEOUT)
     assert _private(shared) == before
     assert "Traceback" not in stderr.decode(), stderr.decode()

@@ -177,15 +177,18 @@ def work(
     started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
     deadline = announced_deadline(max_time, started)
-    with interruptible(), progress_bar("tiles", unit="tiles") as advance:
-        summary = run_worker(
-            the_spool,
-            retries,
-            retry_failed,
-            on_progress=lambda p: advance(p.done + p.failed, p.total),
-            deadline=deadline,
-        )
-    report_summary(summary, f"worker {socket.gethostname()}:{os.getpid()}")
+    drain_in_view(
+        "tiles",
+        f"worker {socket.gethostname()}:{os.getpid()}",
+        lambda on_progress: run_worker(the_spool, retries, retry_failed, on_progress, deadline),
+    )
+
+
+def drain_in_view(label: str, who: str, drain) -> None:
+    """Run ``drain(on_progress)`` under a progress bar, Ctrl-C and SIGTERM turned into a clean stop; report it."""
+    with interruptible(), progress_bar(label, unit="tiles") as advance:
+        summary = drain(lambda progress: advance(progress.done + progress.failed, progress.total))
+    report_summary(summary, who)
 
 
 @app.command()
@@ -250,19 +253,13 @@ def supervise(
     started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
     deadline = announced_deadline(max_time, started)
-    with interruptible(), progress_bar(label, unit="tiles") as advance:
-        summary = run_supervisor(
-            the_spool,
-            workers,
-            retries,
-            retry_failed,
-            on_progress=lambda p: advance(p.done + p.failed, p.total),
-            job_timeout=job_timeout,
-            executor=executor,
-            scheduler=scheduler,
-            deadline=deadline,
-        )
-    report_summary(summary, f"supervisor with {label}")
+    drain_in_view(
+        label,
+        f"supervisor with {label}",
+        lambda on_progress: run_supervisor(
+            the_spool, workers, retries, retry_failed, on_progress, job_timeout, executor, scheduler, deadline
+        ),
+    )
 
 
 @app.command()

@@ -24,6 +24,19 @@ def slow(x, y, sigma=1.0, delay=0.0):
     return gaussian_numpy(x, y, sigma)
 
 
+def gated(x, y, sigma=1.0, gate="", first_only=False):
+    """The Gaussian, once the file ``gate`` exists: a tile stays in flight exactly as long as a test
+    needs (kill it, look at it), then every tile finishes at once when the test creates the file.
+
+    ``first_only``: only the tile holding the grid's first point waits; the others run at once.
+    ``plan``'s 2 x 3 probe never waits.
+    """
+    waits = x.size * y.size > 6 and (not first_only or (x.ravel()[0] == -2.0 and y.ravel()[0] == -2.0))
+    while waits and not os.path.exists(gate):
+        time.sleep(0.01)
+    return gaussian_numpy(x, y, sigma)
+
+
 def flaky(x, y, sigma=1.0, tally="", fail_times=1):
     """Raises on the first ``fail_times`` calls for each tile (counted in files under ``tally``)."""
     if x.size * y.size <= 6:
