@@ -43,6 +43,7 @@ def test_verbs_on_a_spool_that_does_not_exist(project, verb):
     assert_one_line_error(project.run(verb, check=False), "does not exist", "jobrunner plan")
 
 
+@pytest.mark.slow
 def test_workers_zero_and_negative_retries(project):
     project.run("plan", "--step", "0.1", "--tiles", "2x2")
     # typer's own usage box would be fine too; ours says what to do in one line
@@ -110,6 +111,7 @@ def test_a_corrupt_plan_manifest(project):
     assert_one_line_error(project.run("work", check=False), "plan.json is not a valid jobrunner plan")
 
 
+@pytest.mark.slow
 def test_a_truncated_tile_met_by_reduce(project, serial_reference):
     project.run("plan", "--step", "0.1", "--tiles", "2x2", "--kernel", "numpy")
     project.run("supervise", "--workers", "2")
@@ -126,6 +128,7 @@ def test_a_truncated_tile_met_by_reduce(project, serial_reference):
     assert np.array_equal(project.load("stitched.npy"), serial_reference(0.1))
 
 
+@pytest.mark.slow
 def test_reduce_refuses_missing_tiles_and_partial_stitches_them_as_nan(project, serial_reference):
     project.run("plan", "--step", "0.1", "--tiles", "4x4", "--kernel", "jr_test_kernels:broken")
     project.run("work", "--retries", "0", check=False)

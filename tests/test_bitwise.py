@@ -7,6 +7,7 @@ from conftest import wait
 STEP = 0.02  # a 200 x 200 grid: every tiling below is quick, and one row per tile is 200 jobs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["loop", "numpy"])
 @pytest.mark.parametrize("tiles", ["1x1", "2x2", "3x5", "7x1", "200x1"])
 def test_supervise_matches_serial(project, serial_reference, kernel, tiles):
@@ -19,6 +20,7 @@ def test_supervise_matches_serial(project, serial_reference, kernel, tiles):
     assert project.leftovers() == []
 
 
+@pytest.mark.slow
 def test_uneven_extent_and_sigma_match_serial(project, tmp_path):
     extent = ("-1.5", "2.25", "-0.7", "1.3")
     project.run("plan", "--step", "0.013", "--tiles", "3x4", "--kernel", "numpy", "--sigma", "0.7", "--extent", *extent)
@@ -28,6 +30,7 @@ def test_uneven_extent_and_sigma_match_serial(project, tmp_path):
     assert np.array_equal(project.load("stitched.npy"), project.load("serial.npy"))
 
 
+@pytest.mark.slow
 def test_hand_started_workers_and_supervise_together(project, serial_reference):
     """Three hand-started workers and a supervisor drain one spool; every job is done exactly once."""
     # Each of the five processes holds a tile at the gate before any tile finishes, so the work is
@@ -54,6 +57,7 @@ def test_hand_started_workers_and_supervise_together(project, serial_reference):
     assert project.leftovers() == []
 
 
+@pytest.mark.slow
 def test_a_shell_loop_of_workers(project, serial_reference):
     """The lab's Task 2: workers started by a shell script (scripts/run_workers.sh)."""
     import pathlib

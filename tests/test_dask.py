@@ -62,6 +62,7 @@ def dask_scheduler(project, tmp_path):
                 process.wait()
 
 
+@pytest.mark.slow
 def test_dask_supervise_matches_serial(project, serial_reference, dask_scheduler):
     """Every tile waits in flight until both Dask workers hold one: the tiles are spread over them."""
     project.gated_plan("--step", STEP, "--tiles", "3x4")

@@ -21,6 +21,7 @@ both_lock_modes = pytest.mark.both_lock_modes
 STEP = 0.02
 
 
+@pytest.mark.slow
 @both_lock_modes
 def test_sigkill_mid_tile_leaves_no_partial_and_another_worker_finishes(project, serial_reference):
     project.gated_plan("--step", STEP, "--tiles", "2x2")
@@ -71,6 +72,7 @@ def test_a_failing_kernel_is_recorded_with_its_traceback_and_retried(project, tm
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
 
 
+@pytest.mark.slow
 def test_a_kernel_out_of_retries_is_left_failed_and_the_worker_exits_nonzero(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "jr_test_kernels:broken")
     result = project.run("work", "--retries", "1", check=False)
@@ -132,6 +134,7 @@ def wait_with_the_gate_shut(project, process: subprocess.Popen, timeout: float) 
     return process.returncode, stdout, stderr
 
 
+@pytest.mark.slow
 @both_lock_modes
 @pytest.mark.parametrize("verb", ["work", "supervise"])
 def test_ctrl_c_leaves_nothing_half_done(project, serial_reference, verb):
@@ -179,6 +182,7 @@ def hold_in_another_process(lock: str, then: str = "time.sleep(600)") -> subproc
     return holder
 
 
+@pytest.mark.slow
 @both_lock_modes
 def test_a_briefly_held_lock_does_not_strand_its_job(project):
     """Something holds a job's lock without working on it (as status or reduce may, for a moment)."""
@@ -196,6 +200,7 @@ def test_a_briefly_held_lock_does_not_strand_its_job(project):
     assert all(r["state"] == "done" for r in project.records().values())
 
 
+@pytest.mark.slow
 def test_a_record_that_names_another_job_is_refused(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy")
     (project.plan_folder / "records").joinpath("tile-r000-c000.json").write_text(
@@ -274,6 +279,7 @@ def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(pro
         holder.wait()
 
 
+@pytest.mark.slow
 def test_an_empty_lease_marker_of_a_worker_killed_while_making_it_is_waited_out_not_left(project):
     """Killed between filelock creating its marker and writing its owner in it: an empty marker,
     no claim, no owner to prove dead.  The job must be taken over when the lease runs out, not
@@ -306,6 +312,7 @@ def test_a_stopped_worker_is_shown_stopped_with_advice_that_reaches_it(project):
         worker.wait()
 
 
+@pytest.mark.slow
 @both_lock_modes
 def test_a_finished_attempt_whose_claim_was_never_cleared_is_not_recorded_again_as_lost(project):
     """Killed between recording done and clearing its claim: after a requeue, no phantom lost attempt."""

@@ -132,6 +132,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_n_d_plans_stitch_bit_for_bit_to_one_process(project, case):
     axes, tiles, kernel, extra = CASES[case]
@@ -167,6 +168,7 @@ def test_a_scalar_kernel_without_pointwise_is_told_to_pass_it(project):
     assert "pass --pointwise" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_gaussian_pointwise_equals_the_labs_loop_bit_for_bit(project):
     project.run("plan", "--step", "0.05", "--tiles", "3x2", "--kernel", "jobrunner.kernels:gaussian2d",
                 "--pointwise", "--param", "sigma=1.0")  # fmt: skip
@@ -185,6 +187,7 @@ def misfit(x, depth, v=2.0):
 '''
 
 
+@pytest.mark.slow
 def test_a_kernel_module_in_the_planning_folder_is_found_by_workers_started_anywhere(project, tmp_path):
     (project.root / "mykernels.py").write_text(KERNEL_HERE)
     project.run("plan", "--axis", "x=0:6:0.5", "--axis", "depth=0,5,10,20,40", "--kernel", "mykernels:misfit",

@@ -30,6 +30,7 @@ def test_a_spec_nested_absurdly_deep_fails_only_its_job(project):
     assert sum(r["state"] == "done" for r in records.values()) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planted", ["plan.json", "locking.json", "claim"])
 def test_spool_files_nested_absurdly_deep_get_one_line(project, planted):
     plan(project)
@@ -43,6 +44,7 @@ def test_spool_files_nested_absurdly_deep_get_one_line(project, planted):
         assert_one_line_error(project.run(verb, check=False), planted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lease", ["-1", "nan", "inf", "0"])
 def test_an_absurd_lease_is_refused_before_it_is_written(project, lease):
     plan(project)

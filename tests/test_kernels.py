@@ -14,6 +14,7 @@ def axes(step, extent=(-2, 2, -2, 2)):
     return x.reshape(-1, 1), y.reshape(1, -1)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     step=st.sampled_from([0.1, 0.05, 0.03, 0.013, 0.007]),
@@ -32,6 +33,7 @@ def test_the_loop_kernel_is_the_labs_loop():
     assert np.array_equal(gaussian_loop(x, y, 1.0), lab)
 
 
+@pytest.mark.slow
 def test_the_naive_vectorization_is_not_bit_identical():
     """The lesson the README tells: x**2 on a scalar calls pow(), on an array it multiplies."""
     x, y = axes(0.004)
@@ -41,6 +43,7 @@ def test_the_naive_vectorization_is_not_bit_identical():
     assert not np.array_equal(naive, gaussian_numpy(x, y, 1.0))
 
 
+@pytest.mark.slow
 def test_the_buried_sphere_equals_harmonicas_point_mass():
     """An independent check of the gravity kernel: harmonica's point_gravity for the same mass."""
     harmonica = pytest.importorskip("harmonica", reason="harmonica is in the test extra: bash scripts/test.sh")

@@ -77,6 +77,7 @@ def test_the_buried_sphere_matches_its_formula(tmp_path):
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.slow
 def test_the_gravity_example_script_runs_end_to_end(project):
     import subprocess
     from pathlib import Path

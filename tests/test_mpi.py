@@ -33,6 +33,7 @@ def mpi_supervise(project, mpiexec, ranks: int = 4) -> subprocess.Popen:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_mpi_supervise_matches_serial(project, serial_reference, mpiexec):
     project.run("plan", "--step", STEP, "--tiles", "3x4", "--kernel", "loop")
     code, stdout, stderr = wait(mpi_supervise(project, mpiexec), timeout=PROCESS_TIMEOUT)

@@ -65,6 +65,7 @@ def gated_plan_a(project: Project) -> None:
 
 
 # -- 1. a plan replaced under live workers ------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.both_lock_modes
 def test_a_replaced_plans_worker_mid_tile_writes_nothing_into_the_new_plan(project):
     gated_plan_a(project)
@@ -87,6 +88,7 @@ def test_a_replaced_plans_worker_mid_tile_writes_nothing_into_the_new_plan(proje
     assert np.array_equal(project.load("stitched.npy"), expected())
 
 
+@pytest.mark.slow
 def test_a_straggler_waiting_on_a_briefly_held_lock_writes_nothing_into_the_new_plan(project):
     project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy", "--sigma", "2")
     lock = project.plan_folder / "locks" / "tile-r000-c001.lock"
@@ -113,6 +115,7 @@ def test_a_straggler_waiting_on_a_briefly_held_lock_writes_nothing_into_the_new_
     assert np.array_equal(project.load("stitched.npy"), expected())
 
 
+@pytest.mark.slow
 def test_a_straggler_in_its_own_pid_namespace_writes_nothing_into_the_new_plan(project):
     """A worker in a container: same host name, but its pid means nothing on this host."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
@@ -139,6 +142,7 @@ def test_a_straggler_in_its_own_pid_namespace_writes_nothing_into_the_new_plan(p
     assert np.array_equal(project.load("stitched.npy"), expected())
 
 
+@pytest.mark.slow
 def test_the_readmes_start_again_under_a_live_worker(project):
     """`rm -rf jobs/* outputs/*` and a new plan, while a worker of the old plan is mid-tile."""
     gated_plan_a(project)
@@ -161,6 +165,7 @@ def test_the_readmes_start_again_under_a_live_worker(project):
 
 
 # -- 2. two plans racing into one empty spool -------------------------------------------------------
+@pytest.mark.slow
 def test_two_plans_racing_into_an_empty_spool_cannot_both_succeed(project):
     plans = project.spool / "plans"
     # The first is stopped while it writes its 2,500 jobs into the empty spool; the second plans meanwhile.
@@ -193,6 +198,7 @@ def test_two_plans_racing_into_an_empty_spool_cannot_both_succeed(project):
 
 
 # -- 3. a replace killed half-way ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_replace_killed_at_any_step_leaves_nothing_to_adopt(project):
     plan_a = ["plan", "--step", 0.01, "--tiles", "40x40", "--kernel", "numpy"]  # 400 x 400, 1,600 jobs
     plan_b = [*plan_a, "--sigma", "2"]
@@ -231,6 +237,7 @@ def test_a_replace_killed_at_any_step_leaves_nothing_to_adopt(project):
 
 
 # -- 4. spools sharing an outputs folder ---------------------------------------------------------------
+@pytest.mark.slow
 def test_two_spools_cannot_share_an_outputs_folder(project):
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
     project.run("supervise", "--workers", "2")
@@ -251,6 +258,7 @@ def test_two_spools_cannot_share_an_outputs_folder(project):
 
 
 # -- 5. reduce with a forgotten or wrong --outputs -----------------------------------------------------
+@pytest.mark.slow
 def test_reduce_finds_the_outputs_its_plan_records_and_never_requeues_for_a_wrong_folder(project):
     results = project.root / "results"
     project.env["JOBRUNNER_OUTPUTS"] = str(results)  # the workers' shell
@@ -293,6 +301,7 @@ KERNEL_V1 = "def field(x, y):\n    return 0.0 * x + 0.0 * y + 1.0\n"
 KERNEL_V2 = "def field(x, y):\n    return 1.0 * x + 2.0 * y  # fixed\n"  # another size: the .pyc is not reused
 
 
+@pytest.mark.slow
 def test_a_kernel_edited_after_planning_is_seen_and_replace_recomputes(project):
     kernels = project.root / "my kernels"
     kernels.mkdir()

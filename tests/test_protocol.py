@@ -104,6 +104,7 @@ def test_a_finished_attempt_whose_claim_was_never_cleared_is_not_recorded_again(
     assert spool.locks.read_claim(job) is None
 
 
+@pytest.mark.slow
 def test_a_lease_held_on_another_host_is_busy_until_it_runs_out_then_taken_over(tmp_path):
     plan = Plan.create(step=0.25, tiles=(1, 2), kernel="numpy")
     spool, _ = Spool.create(plan, tmp_path / "jobs", tmp_path / "outputs", lock="lease")
@@ -126,6 +127,7 @@ def test_a_lease_held_on_another_host_is_busy_until_it_runs_out_then_taken_over(
     assert outcomes(spool, job) == ["lost", "done"]
 
 
+@pytest.mark.slow
 def test_a_lock_held_without_an_attempt_is_waited_on_not_left(tmp_path):
     """status or reduce holding a job's lock for a moment: a worker waits on the lock, then goes on."""
     spool = make_spool(tmp_path, "flock")

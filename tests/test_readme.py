@@ -12,6 +12,7 @@ import pytest
 README = Path(__file__).parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_the_python_api_example_runs(tmp_path):
     text = README.read_text()
     section = text[text.index("## Using it from Python") :]

@@ -153,6 +153,7 @@ def noflock_shim(tmp_path_factory) -> Path:
     return folder / "noflock.so"
 
 
+@pytest.mark.slow
 def test_a_disk_whose_flock_fails_like_lustre_noflock_gets_leases(project, noflock_shim, serial_reference):
     project.run("plan", "--step", STEP, "--tiles", "2x2")
     project.env["LD_PRELOAD"] = str(noflock_shim)
@@ -179,6 +180,7 @@ def test_doctor_on_a_local_disk(project):
     assert "advice:" in report
 
 
+@pytest.mark.slow
 def test_workers_that_disagree_on_the_lock_mode_are_refused(project):
     project.run("plan", "--step", STEP, "--tiles", "2x2")
     project.run("work", "--lock", "lease")
@@ -187,6 +189,7 @@ def test_workers_that_disagree_on_the_lock_mode_are_refused(project):
     assert "drained with lease locks" in refused.stderr and "locking.json" in refused.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)")
 def test_a_lease_that_runs_out_lets_another_worker_finish_and_the_late_holder_drops_its_result(
     project, serial_reference
@@ -261,6 +264,7 @@ def _check_the_refused_tile(project, stderr: str, folder_words: str, done_before
         assert (project.tiles / f"{job}.npy").read_bytes() == hashes[job]
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_worker_with_one_line_and_loses_nothing(project, serial_reference):
     project.gated_plan("--step", STEP, "--tiles", "4x4", first_only=True)
     holder = project.start("work")
@@ -286,6 +290,7 @@ def test_a_full_disk_stops_the_worker_with_one_line_and_loses_nothing(project, s
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="remounting read-only needs root")
 def test_an_outputs_folder_that_turns_read_only_stops_the_worker_with_one_line(project, serial_reference):
     project.outputs.mkdir()
@@ -317,6 +322,7 @@ def _remount(folder: Path, mode: str) -> bool:
 # -- 4. stuck jobs -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_status_marks_a_job_that_runs_far_longer_than_finished_tiles(project):
     project.gated_plan("--step", STEP, "--tiles", "3x3", first_only=True)
     workers = [project.start("work") for _ in range(2)]
@@ -352,6 +358,7 @@ def _status_seconds_later(project, when: float) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_supervise_job_timeout_ends_a_stuck_job_and_puts_it_back(project, tmp_path, serial_reference):
     tally = tmp_path / "tally"
     tally.mkdir()
@@ -440,6 +447,7 @@ def test_sixteen_workers_on_four_hundred_tiny_tiles_compute_each_exactly_once(pr
 # -- 6. a spool nobody can subvert ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_world_writable_spool_or_outputs_is_refused_and_a_group_shared_one_is_fine(project):
     project.run("plan", "--step", STEP, "--tiles", "2x2")
     project.spool.chmod(0o777)

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import wait
 
 
@@ -12,6 +13,7 @@ def in_flight_in_three_processes(project) -> None:
     project.open_gate()
 
 
+@pytest.mark.slow
 def test_report_while_draining_and_after(project):
     project.gated_plan("--step", "0.02", "--tiles", "2x3")
     worker = project.start("work")
@@ -38,6 +40,7 @@ def test_report_before_any_work_says_what_to_do(project):
     assert result.returncode == 1 and "start workers first" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_status_watch_follows_a_run_to_the_end(project):
     project.gated_plan("--step", "0.02", "--tiles", "2x3")
     watcher = project.start("status", "--watch", "--interval", "0.2")
@@ -54,6 +57,7 @@ def test_status_watch_follows_a_run_to_the_end(project):
     assert (project.outputs / "tiles.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_reduce_while_a_tile_is_running_says_to_wait(project):
     project.gated_plan("--step", "0.02", "--tiles", "1x2")
     worker = project.start("work")

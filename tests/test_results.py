@@ -113,6 +113,7 @@ def test_the_figure_slices_at_the_nearest_point_and_refuses_what_is_off_the_grid
 
 
 # -- end to end ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("pointwise", [False, True], ids=["vectorized", "pointwise"])
 def test_a_multi_field_kernel_stitches_bit_for_bit_and_reads_back_labelled(project, pointwise):
     kernel = "jr_test_kernels:two_fields_at" if pointwise else "jr_test_kernels:two_fields"
@@ -185,6 +186,7 @@ def test_bad_field_or_slice_is_one_line_and_leaves_the_earlier_result(project):
     assert {name: (project.outputs / name).read_bytes() for name in before} == before
 
 
+@pytest.mark.slow
 def test_without_the_writer_reduce_says_so_and_writes_the_rest(project, tmp_path):
     project.run("plan", "--step", "0.5", "--tiles", "2x2", "--kernel", "numpy")
     project.run("work")
@@ -212,6 +214,7 @@ def test_a_tile_without_the_plans_fields_is_a_bad_tile(tmp_path):
     assert check_tile(path, (2, 3), checksum, dtype=plan.tile_dtype) is None
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_while_the_dataset_is_written_fails_in_one_line(project):
     """stitched.npy has its room reserved before it is written; stitched.nc cannot be sized in
     advance, so a disk that fills under it (here: a file-size limit between the two) must fail
@@ -234,6 +237,7 @@ def test_a_disk_that_fills_while_the_dataset_is_written_fails_in_one_line(projec
     assert project.leftovers() == []
 
 
+@pytest.mark.slow
 def test_reduce_needs_neither_the_kernel_nor_its_dependencies(project):
     """The plan keeps what the kernel says of its result: a reduce where the kernel cannot be
     imported (moved away, or a dependency missing on this node) stitches and labels as before."""

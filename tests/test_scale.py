@@ -8,6 +8,7 @@ from jobrunner import JobRunnerError
 from jobrunner.scaling import CSV_COLUMNS, auto_tiling, memory_verdict, parse_bytes, parse_workers
 
 
+@pytest.mark.slow
 def test_a_short_study_writes_its_csv_and_figure_and_stops_at_the_memory_limit(project):
     # ~3 MiB per pool process is measured: 64 processes cannot fit in 40 MiB, 1 and 2 can
     result = project.run(
@@ -51,6 +52,7 @@ def _scale_in_process(project, preamble: str, *args: str):
     )
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_becomes_a_row_with_its_error(project):
     """Tiles that fail in the pool processes (not in the serial baseline): the study records the run."""
     result = _scale_in_process(
@@ -66,6 +68,7 @@ def test_a_run_that_fails_becomes_a_row_with_its_error(project):
     assert rows[-1]["outcome"] == "stopped" and "stopped at 1 workers" in rows[-1]["note"]
 
 
+@pytest.mark.slow
 def test_too_few_file_descriptors_for_the_pool_stop_the_study_before_it(project):
     """`ulimit -n 40`: 64 pool processes would run out of file descriptors, so the study stops before."""
     result = _scale_in_process(

@@ -119,6 +119,7 @@ def _records(shared: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (_plan_folder(shared) / "records").glob("*.json")}
 
 
+@pytest.mark.slow
 def test_workers_on_two_nodes_finish_every_tile_exactly_once_with_leases(
     two_nodes, project, tmp_path, serial_reference
 ):
@@ -165,6 +166,7 @@ def test_workers_on_two_nodes_finish_every_tile_exactly_once_with_leases(
     assert np.array_equal(np.load(shared / "outputs" / "stitched.npy"), serial_reference(STEP))
 
 
+@pytest.mark.slow
 def test_a_node_that_dies_mid_tile_gives_its_tile_back_when_its_lease_runs_out(two_nodes, project, serial_reference):
     shared, (a, b) = two_nodes
     for node in (a, b):
@@ -194,6 +196,7 @@ def test_a_node_that_dies_mid_tile_gives_its_tile_back_when_its_lease_runs_out(t
     assert np.array_equal(np.load(shared / "outputs" / "stitched.npy"), serial_reference(STEP))
 
 
+@pytest.mark.slow
 def test_a_replaced_plans_worker_on_a_node_whose_clock_runs_behind_writes_nothing_into_the_new_plan(
     two_nodes, project, serial_reference
 ):

@@ -34,6 +34,7 @@ def slurm_cluster() -> None:
         engine_missing(f"no Slurm node is up (sinfo says {states.strip()!r}): run `bash scripts/engines.sh` as root")
 
 
+@pytest.mark.slow
 def test_the_script_runs_this_python_on_this_spool_and_drains_it(project, serial_reference):
     project.run("plan", "--step", STEP, "--tiles", "2x3", "--kernel", "numpy")
     result = project.run(

@@ -36,6 +36,7 @@ def test_a_tile_is_claimed_only_if_its_median_duration_fits():
     assert not next_tile_fits(90.5, deadline, [1.0, 10.0, 30.0])
 
 
+@pytest.mark.slow
 def test_drain_lets_the_tile_in_flight_finish_then_resume_lets_workers_claim(project, serial_reference):
     project.gated_plan("--step", STEP, "--tiles", "2x2")
     worker = project.start("work")

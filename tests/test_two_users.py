@@ -198,6 +198,7 @@ for pid in range(last + 1, last + 80):
 """
 
 
+@pytest.mark.slow
 def test_a_lock_file_swapped_for_a_link_while_held_does_not_truncate_the_victims_file(shared):
     shared.gated_plan("--step", "0.1", "--tiles", "1x2")
     worker = shared.start("work")
@@ -213,6 +214,7 @@ def test_a_lock_file_swapped_for_a_link_while_held_does_not_truncate_the_victims
     assert shared.secret_untouched()
 
 
+@pytest.mark.slow
 def test_a_planted_scratch_folder_full_of_links_is_refused_and_followed_nowhere(shared):
     shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
     plan = shared.plan_folder()
@@ -225,6 +227,7 @@ def test_a_planted_scratch_folder_full_of_links_is_refused_and_followed_nowhere(
     assert "belongs to another user" in result.stderr and ".partial" in result.stderr
 
 
+@pytest.mark.slow
 def test_links_planted_at_reduces_partial_names_are_not_followed(shared):
     shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
     shared.victim("work")
@@ -274,6 +277,7 @@ def _swap_for_link(shared: Shared, folder: Path) -> None:
     shared.attacker("ln", "-s", str(shared.secret.parent), str(folder))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["records", "locks", "plan tiles", "tiles"])
 def test_a_folder_swapped_for_a_link_before_the_worker_starts_is_refused_and_leads_nowhere(shared, which):
     shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
@@ -292,6 +296,7 @@ def test_a_folder_swapped_for_a_link_before_the_worker_starts_is_refused_and_lea
     assert "symbolic link" in result.stderr and folder.name in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("which", "lock"),
     [("records", "flock"), ("locks", "flock"), ("locks", "lease"), ("plan", "flock"), ("plan", "lease")],
@@ -314,6 +319,7 @@ def test_a_folder_swapped_for_a_link_under_a_running_worker_leads_nowhere(shared
     assert "Traceback" not in stderr.decode(), stderr.decode()
 
 
+@pytest.mark.slow
 def test_a_replace_through_a_linked_tiles_folder_deletes_nothing_of_the_victims(shared):
     shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
     shared.victim("work")
@@ -325,6 +331,7 @@ def test_a_replace_through_a_linked_tiles_folder_deletes_nothing_of_the_victims(
     assert _private(shared) == before
 
 
+@pytest.mark.slow
 def test_a_task_log_folder_swapped_for_a_link_is_refused_before_anything_is_written(shared):
     shared.victim("plan", "--step", "0.1", "--tiles", "1x2", "--kernel", "numpy")
     shared.victim("slurm", "--array", "1")  # makes slurm/logs; Slurm itself is told to write nowhere

@@ -42,6 +42,7 @@ DAMAGES = {
 }
 
 
+@pytest.mark.slow
 def test_a_tile_changed_after_its_worker_wrote_it_is_requeued_never_stitched(project, serial_reference):
     """Each damage in turn, to the same tile, recomputed after each (one spool for all four)."""
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
@@ -60,6 +61,7 @@ def test_a_tile_changed_after_its_worker_wrote_it_is_requeued_never_stitched(pro
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
 
 
+@pytest.mark.slow
 def test_a_fifo_at_a_tiles_path_is_refused_at_once_and_nothing_is_requeued(project, serial_reference):
     project.run("plan", "--step", STEP, "--tiles", "2x2", "--kernel", "numpy")
     project.run("supervise", "--workers", "2")
