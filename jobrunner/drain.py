@@ -38,7 +38,7 @@ from jobrunner.stopping import (
     ClaimLimit,
     Deadline,
     drain_requested,
-    latest_claim,
+    next_tile_fits,
     overrun_message,
 )
 from jobrunner.vocabulary import RESULTS, AttemptOutcome, AttemptResult
@@ -116,7 +116,9 @@ class Run:
 
     def time_for_another(self) -> bool:
         """Before a claim: would the next tile finish before the deadline?  If not, the run stops."""
-        if self.deadline is not None and not self.stopped and time.time() > latest_claim(self.deadline, self.durations):
+        if self.deadline is None or self.stopped:
+            return not self.stopped
+        if not next_tile_fits(time.time(), self.deadline, self.durations):
             self.summary.stopped = overrun_message(self.deadline, self.durations)
         return not self.stopped
 

@@ -284,19 +284,20 @@ def run_jobs(
     return run_batch(_opened[key], job_ids, retries, via, limit)
 
 
-#: How long the tiles this process computed took: its own median judges a deadline before the
-#: run knew one (see :class:`jobrunner.stopping.ClaimLimit`).
-_durations_here: list[float] = []
+#: How long the tiles this process computed took, by plan: its own median judges a deadline
+#: before the run knew one (see :class:`jobrunner.stopping.ClaimLimit`).  By plan, because a Dask
+#: worker or MPI rank outlives one run and may serve another plan's, with other tiles, next.
+_durations_here: dict[str, list[float]] = {}
 
 
 def run_batch(spool: Spool, job_ids: list[str], retries: int, via: str, limit: ClaimLimit | None) -> list[Outcome]:
     """The jobs of one future, one after another, in the process that runs the future."""
-    outcomes = []
+    outcomes, durations = [], _durations_here.setdefault(spool.plan.id, [])
     for job_id in job_ids:
-        until = None if limit is None else limit.claim_until(_durations_here)
+        until = None if limit is None else limit.claim_until(durations)
         outcome = attempt_job(spool, job_id, retries, via, until)
         if outcome.result is AttemptResult.DONE_HERE:
-            _durations_here.append(outcome.seconds)
+            durations.append(outcome.seconds)
         outcomes.append(outcome)
     return outcomes
 
