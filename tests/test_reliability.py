@@ -18,6 +18,7 @@ from conftest import PROCESS_TIMEOUT, all_threads_stopped, open_the_tally, wait
 
 from jobrunner.executors import BATCHES_PER_WORKER, MAX_BROKEN_POOLS, batch_size, batches
 from jobrunner.locking import Mount, choose_mode, find_mount
+from jobrunner.records import MAX_LOST_ATTEMPTS
 
 STEP = 0.02  # a 200 x 200 grid
 
@@ -78,6 +79,15 @@ def stray_files(project) -> list[Path]:
     ]
 
 
+def unfinished(project) -> str:
+    """The attempts of every job not done, for a failure message."""
+    return "".join(
+        f"\n{job_id}: {record['state']}: {record['attempts']}"
+        for job_id, record in project.records().items()
+        if record["state"] != "done"
+    )
+
+
 # -- 1. chaos ------------------------------------------------------------------------------------
 
 
@@ -90,30 +100,38 @@ def test_chaos_kills_workers_and_pool_processes_again_and_again(project, serial_
     workers = [project.start("work") for _ in range(2)]
     supervisor = project.start("supervise", "--workers", "2")
     with cleaned_up(workers), cleaned_up([supervisor]):
-        kills, killed, old_pools = Counter(), set(), set()
+        kills, killed, old_pools, kills_by_job = Counter(), set(), set(), Counter()
 
-        def victim(kind: str, claims: dict[str, dict]) -> int | None:
+        def victim(kind: str, claims: dict[str, dict]) -> tuple[str, int] | None:
+            """The job and process to kill: of the jobs in flight in ``kind``, the one killed least so far.
+
+            A job freed by a kill is the first the next pool takes, so always killing the first job
+            in flight would kill one job MAX_LOST_ATTEMPTS times, and rightly leave it failed.
+            """
             if kind == "work":
                 candidates = {w.pid for w in workers} - killed
             else:  # a process of the pool in use: not one of a broken pool's, which are being stopped
                 candidates = set(pool_children(supervisor.pid)) - old_pools
-            return next((c["pid"] for c in claims.values() if c["pid"] in candidates), None)
+            held = [(kills_by_job[job], job, c["pid"]) for job, c in claims.items() if c["pid"] in candidates]
+            held = [(job, pid) for times, job, pid in sorted(held) if times < MAX_LOST_ATTEMPTS - 1]
+            return held[0] if held else None
 
         # No tile finishes before the gate opens, and a pool that breaks MAX_BROKEN_POOLS times in a row
         # without finishing one is reported as a problem: one pool kill fewer than that, between work kills.
         for kind in ["work", "pool process"] * (MAX_BROKEN_POOLS - 1) + ["work"]:
             claims = project.wait_for_claims(lambda c, kind=kind: victim(kind, c), f"a {kind} in the middle of a tile")
-            pid = victim(kind, claims)
+            job, pid = victim(kind, claims)
             if kind == "pool process":
                 old_pools |= set(pool_children(supervisor.pid))
             os.kill(pid, signal.SIGKILL)  # a work process is not reaped until the end: a zombie must not pass for live
             killed.add(pid)
             kills[kind] += 1
+            kills_by_job[job] += 1
             if kind == "work":
                 workers.append(project.start("work"))  # and a new worker takes its place
         project.open_gate()
         code, stdout, stderr = wait(supervisor)
-        assert code == 0, stderr  # survived every broken pool and finished
+        assert code == 0, stderr + unfinished(project)  # survived every broken pool and finished
         for worker in workers:
             code, _, stderr = wait(worker)
             assert code == (-signal.SIGKILL if worker.pid in killed else 0), stderr
@@ -128,7 +146,7 @@ def test_chaos_kills_workers_and_pool_processes_again_and_again(project, serial_
         attempts[len(outcomes)] += 1
     lost = sorted(a["pid"] for r in records.values() for a in r["attempts"] if a["outcome"] == "lost")
     assert lost == sorted(killed), "each kill should have cost the attempt it cut short, recorded lost"
-    print(f"\nkills {dict(kills)}; tiles by attempts taken {dict(sorted(attempts.items()))}")
+    print(f"\nkills {dict(kills)}, by job {dict(kills_by_job)}; tiles by attempts {dict(sorted(attempts.items()))}")
     assert stray_files(project) == [] and project.leftovers() == []
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
