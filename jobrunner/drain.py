@@ -33,11 +33,11 @@ from jobrunner.protocol import Outcome
 from jobrunner.records import DONE, FAILED
 from jobrunner.spool import JobStatus, Spool, UnreadableRecord
 from jobrunner.stopping import (
-    DRAINING,
     MAX_DURATION,
     ClaimLimit,
     Deadline,
     drain_requested,
+    draining_message,
     next_tile_fits,
     overrun_message,
 )
@@ -57,9 +57,10 @@ class Progress:
 @dataclass
 class WorkSummary:
     total: int
+    done_at_start: int = 0  # done in the whole spool when the run began
     done: int = 0  # done in the whole spool at the end
     done_here: int = 0  # tiles this worker (or this supervisor's pool) computed
-    failed: list[str] = field(default_factory=list)  # jobs left failed for good
+    failed: dict[str, str] = field(default_factory=dict)  # jobs left failed for good: id -> its last error
     busy: int = 0  # claims skipped because another worker held the job
     seconds: float = 0.0
     stopped: str | None = None  # why the run stopped claiming before the spool was finished
@@ -67,6 +68,11 @@ class WorkSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def already_finished(self) -> bool:
+        """Every tile was done before this run began: it had nothing to do."""
+        return self.done_at_start == self.total and not self.failed
 
 
 class Run:
@@ -87,8 +93,8 @@ class Run:
         statuses = spool.statuses(probe_locks=False)
         spool.prepare_outputs(jobs_done=sum(s.state == DONE for s in statuses))
         self.progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
-        self.summary = WorkSummary(self.progress.total)
-        self.summary.stopped = DRAINING if drain_requested(spool.paths) else None
+        self.summary = WorkSummary(self.progress.total, done_at_start=self.progress.done)
+        self.summary.stopped = draining_message(spool.paths) if drain_requested(spool.paths) else None
         # How long a tile takes, for the deadline and the batches: every finished attempt in the spool, then ours.
         self.durations = [
             a.seconds
@@ -143,7 +149,7 @@ class Run:
         if outcome.result == AttemptResult.BUSY:
             self.busy.append(outcome.job_id)
         elif outcome.result == AttemptResult.STOPPED and not self.stopped:
-            self.summary.stopped = DRAINING
+            self.summary.stopped = draining_message(self.spool.paths)
         elif outcome.result == AttemptResult.PAST_DEADLINE and not self.stopped:
             self.summary.stopped = overrun_message(self.deadline, self.durations)
         elif outcome.result == AttemptResult.DONE_HERE:
@@ -168,7 +174,7 @@ class Run:
         """The spool-wide totals at the end: every job done, or which ones failed."""
         final = self._last_scan if self._last_scan is not None else self.spool.statuses(probe_locks=False)
         self.summary.done = sum(s.state == DONE for s in final)
-        self.summary.failed = [s.id for s in final if s.state == FAILED]
+        self.summary.failed = {s.id: s.why_failed() for s in final if s.state == FAILED}
         if self.summary.done == self.summary.total:
             self.spool.scratch.sweep()
         else:

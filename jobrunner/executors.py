@@ -58,6 +58,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
+from jobrunner.cpus import usable_cpus
 from jobrunner.errors import JobRunnerError
 from jobrunner.protocol import Outcome, attempt_job, close_timed_out
 from jobrunner.records import FAILED
@@ -220,7 +221,7 @@ class FuturesExecutor(Executor):
                 if self._broken_in_a_row >= MAX_BROKEN_POOLS:
                     raise JobRunnerError(
                         f"the worker pool broke {self._broken_in_a_row} times in a row (processes killed or out of "
-                        f"memory): see `jobrunner status --spool '{self.spool.paths.spool}'`, try fewer --workers"
+                        f"memory): see `{self.spool.paths.command('status')}`, try fewer --workers"
                     ) from None
                 run.claimed_any = True  # the pass was cut short: another one is worth it
             pending = later  # the rest of this pass, in batches sized by the first wave
@@ -254,7 +255,8 @@ def open_executor(
     if name != "dask" and scheduler is not None:
         raise JobRunnerError("--scheduler is for --executor dask")
     if name == "process":
-        return ProcessExecutor(spool, (os.cpu_count() or 1) if workers is None else workers, job_timeout)
+        # Not os.cpu_count(): the CPUs this process may use (taskset, a cgroup, the Slurm allocation).
+        return ProcessExecutor(spool, usable_cpus().count if workers is None else workers, job_timeout)
     if name == "mpi":
         return MPIExecutor(spool)
     return DaskExecutor(spool, scheduler)

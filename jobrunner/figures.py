@@ -200,61 +200,114 @@ def _edges(points: np.ndarray) -> np.ndarray:
 
 
 def save_scale_figure(study, target: Path) -> None:
-    """Runtime against workers (log x) with the ideal line, and speedup and efficiency, to ``target``."""
+    """Runtime, speedup and one tile's compute time against workers (log x), each with its ideal, to ``target``.
+
+    ``study`` is a :class:`jobrunner.scaling.ScaleStudy`; its notes (the CPUs and where their count
+    came from, the serial spread, one tile's overhead, flagged speedups) go under the panels.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    notes = [*study.notes(), *([study.stop_reason] if study.stop_reason else [])]
+    figure = Figure(figsize=(15, 4.9 + 0.2 * len(notes)), layout="constrained")
+    FigureCanvasAgg(figure)
+    runtime, scaling, tiles = figure.subplots(1, 3)
+
+    figure.suptitle(f"Scaling on {study.cpus.describe()}: {study.plan.describe()}", fontsize=11)
     rows = [row for row in study.rows if row.seconds]
+    if rows:
+        _scale_runtime_panel(runtime, study, rows)
+        _scale_speedup_panel(scaling, study, rows)
+        _scale_tile_panel(tiles, study, rows)
+    for axes in (runtime, scaling, tiles):
+        _scale_axes(axes, study)
+    figure.text(0.01, 0.005, "\n".join(notes), ha="left", va="bottom", fontsize=8)
+    figure.get_layout_engine().set(rect=(0, 0.03 + 0.035 * len(notes), 1, 0.97 - 0.035 * len(notes)))
+    write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+
+
+def _scale_runtime_panel(axes, study, rows) -> None:
     workers = np.array([row.workers for row in rows], dtype=float)
     median = np.array([row.median for row in rows])
-    low = median - np.array([min(row.seconds) for row in rows])
-    high = np.array([max(row.seconds) for row in rows]) - median
-
-    figure = Figure(figsize=(11, 4.6), layout="constrained")
-    FigureCanvasAgg(figure)
-    runtime, scaling = figure.subplots(1, 2)
-    figure.suptitle(f"Scaling on {study.cores} cores: {study.plan.describe()}", fontsize=11)
-
-    runtime.errorbar(workers, median, yerr=[low, high], fmt="o-", capsize=3, label="plan + supervise (median, min-max)")
-    runtime.axhline(study.serial_seconds, color="0.4", linestyle=":", label=f"serial, {study.serial_seconds:.2f} s")
-    if len(rows):
-        t1 = rows[0].median * rows[0].workers
-        span = np.geomspace(1, max(workers.max(), study.cores), 200)
-        runtime.plot(
-            span, t1 / np.minimum(span, study.cores), "--", color="tab:green", label="ideal T1/N, capped at cores"
-        )
+    spread = [median - [min(row.seconds) for row in rows], [max(row.seconds) for row in rows] - median]
+    axes.errorbar(workers, median, yerr=spread, fmt="o-", capsize=3, label="plan + supervise (median, min-max)")
+    axes.axhline(study.serial_seconds, color="0.4", linestyle=":", label=f"serial, {study.serial_seconds:.2f} s")
+    axes.axhspan(min(study.serial), max(study.serial), color="0.5", alpha=0.15, label="serial min-max")
+    span = _scale_span(study, workers)
+    ideal = [study.ideal_seconds(n) for n in span]
+    axes.plot(span, ideal, "--", color="tab:green", label="ideal: serial / min(N, CPUs)")
     for row in study.rows:
         if row.outcome == "failed":
-            runtime.axvline(row.workers, color="tab:red", linewidth=1)
-            runtime.annotate("failed", (row.workers, study.serial_seconds), color="tab:red", rotation=90, fontsize=8)
-    runtime.set_xscale("log", base=2)
-    runtime.set_xlabel("workers (max_workers)")
-    runtime.set_ylabel("wall time [s]")
-    runtime.set_title("Runtime", fontsize=10)
+            axes.axvline(row.workers, color="tab:red", linewidth=1)
+            axes.annotate("failed", (row.workers, study.serial_seconds), color="tab:red", rotation=90, fontsize=8)
+    axes.set_ylabel("wall time [s]")
+    axes.set_title("Runtime", fontsize=10)
 
-    speedup = study.serial_seconds / median if len(rows) else median
-    scaling.plot(workers, speedup, "o-", color="tab:blue", label="speedup (serial / parallel)")
-    scaling.plot(workers, speedup / np.maximum(workers, 1), "s-", color="tab:orange", label="efficiency (speedup / N)")
-    scaling.axhline(1, color="0.6", linewidth=0.8)
-    scaling.set_xscale("log", base=2)
-    scaling.set_xlabel("workers (max_workers)")
-    scaling.set_ylabel("speedup, efficiency")
-    scaling.set_title("Speedup and parallel efficiency", fontsize=10)
 
+def _scale_speedup_panel(axes, study, rows) -> None:
+    workers = np.array([row.workers for row in rows], dtype=float)
+    speedup = np.array([study.speedup(row) for row in rows])
+    span = _scale_span(study, workers)
+    axes.plot(span, [study.ideal_speedup(n) for n in span], "--", color="tab:green", label="ideal: min(N, CPUs)")
+    axes.plot(workers, speedup, "o-", color="tab:blue", label="speedup: serial / parallel (medians)")
+    axes.plot(workers, speedup / workers, "s-", color="tab:orange", label="efficiency: speedup / N")
+    flagged = [(row.workers, study.speedup(row), ", ".join(study.flags(row))) for row in rows if study.flags(row)]
+    if flagged:
+        at, values = [n for n, _, _ in flagged], [s for _, s, _ in flagged]
+        axes.plot(at, values, "o", mfc="none", mec="tab:red", ms=12, label="flagged: above the ideal")
+        for n, s, flags in flagged:
+            axes.annotate(flags, (n, s), xytext=(4, 6), textcoords="offset points", color="tab:red", fontsize=7)
+    axes.axhline(1, color="0.6", linewidth=0.8)
+    axes.set_ylabel("speedup [x], efficiency [fraction]")
+    axes.set_title("Speedup over the serial loop, and efficiency", fontsize=10)
+
+
+def _scale_tile_panel(axes, study, rows) -> None:
+    timed = [row for row in rows if row.median_tile is not None]
+    workers = np.array([row.workers for row in timed], dtype=float)
+    axes.plot(workers, [row.median_tile * 1000 for row in timed], "o-", color="tab:purple", label="median tile")
+    span = _scale_span(study, workers if len(workers) else np.array([1.0]))
+    expected = [study.expected_tile_seconds(n) * 1000 for n in span]
+    label = f"serial time / tiles ({study.serial_tile_seconds * 1000:.3g} ms) x max(1, N / CPUs)"
+    axes.plot(span, expected, "--", color="tab:green", label=label)
+    # Log y: taking turns multiplies a tile's time by N / CPUs, a straight line on log-log axes.
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axes.set_yscale("log", base=2)
+    axes.yaxis.set_minor_locator(LogLocator(base=2, subs=(1.5,)))
+    for formatter in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+        formatter(FuncFormatter(lambda value, _: f"{value:.0f}" if value >= 100 else f"{value:.3g}"))
+    axes.set_ylabel("compute time of one tile [ms]")
+    axes.set_title(f"One tile's compute time ({study.tiles} tiles, from the records)", fontsize=10)
+
+
+def _scale_span(study, workers: np.ndarray) -> np.ndarray:
+    return np.geomspace(1, max(workers.max(), study.cpus.count), 200)
+
+
+def _scale_axes(axes, study) -> None:
     from matplotlib.ticker import FuncFormatter
 
-    for axes in (runtime, scaling):
-        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axes.axvline(study.cores, color="0.3", linestyle="-.", linewidth=1)
-        axes.annotate(
-            f" {study.cores} cores", (study.cores, 0.03), xycoords=("data", "axes fraction"), fontsize=8, va="bottom"
-        )
-        axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize=8, loc="best")
-    if study.stop_reason:
-        figure.text(0.5, 0.005, study.stop_reason, ha="center", va="bottom", fontsize=8, color="tab:red")
-        figure.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
-    write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("workers N (max_workers)")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.axvline(study.cpus.count, color="0.3", linestyle="-.", linewidth=1)
+    axes.annotate(
+        f"{study.cpus.count} CPUs ",
+        (study.cpus.count, 0.97),
+        xycoords=("data", "axes fraction"),
+        rotation=90,
+        ha="right",
+        va="top",
+        fontsize=8,
+    )
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+
+
+#: The shortest bar drawn, as a fraction of the timeline's span: an attempt abandoned or failed in
+#: a few milliseconds would otherwise be thinner than a pixel, and look as if it were not there.
+MIN_BAR_FRACTION = 0.003
 
 
 def timeline_bars(run) -> dict[str, list[tuple[int, float, float]]]:
@@ -263,76 +316,120 @@ def timeline_bars(run) -> dict[str, list[tuple[int, float, float]]]:
     bars: dict[str, list[tuple[int, float, float]]] = {}
     for row, worker in enumerate(run.workers):
         for _, attempt in worker.attempts:
+            ended = run.end if attempt.ended is None else attempt.ended
             label = outcome_meaning(attempt.outcome).label
-            bars.setdefault(label, []).append(
-                (row, attempt.started - run.start, (attempt.ended or run.end) - attempt.started)
-            )
+            bars.setdefault(label, []).append((row, attempt.started - run.start, ended - attempt.started))
     return bars
 
 
+def timeline_legend(bars: dict[str, list]) -> list[tuple[str, str, str]]:
+    """``(label, legend text, colour)`` for every outcome and for running, in the table's order,
+    whether or not this run has one: the legend says what each colour means, with how many."""
+    return [
+        (meaning.label, f"{meaning.label} ({len(bars.get(meaning.label, []))})", meaning.look.colour)
+        for meaning in (*OUTCOMES.values(), IN_FLIGHT)
+    ]
+
+
 def save_timeline_figure(run, title: str, target: Path) -> None:
-    """One row per worker, one bar per attempt, coloured by outcome, in seconds since the first start."""
+    """One row per worker, one bar per attempt, coloured by outcome, in seconds since the first
+    start; a grey line behind each row spans the worker's lifetime, which its busy % is of."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     rows = len(run.workers)
-    figure = Figure(figsize=(10, 1.6 + 0.28 * min(rows, 60)), layout="constrained")
+    figure = Figure(figsize=(10, 2.4 + 0.28 * min(rows, 60)), layout="constrained")  # room for the legend
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    colours = {meaning.label: meaning.look.colour for meaning in (*OUTCOMES.values(), IN_FLIGHT)}
-    for label, bars in timeline_bars(run).items():
-        for row, start, length in bars:
-            axes.broken_barh([(start, length)], (row - 0.4, 0.8), facecolors=colours[label], edgecolors="white",
-                             linewidth=0.3)  # fmt: skip
-    labels = [f"{w.name} ({w.via}) {100 * run.busy_fraction(w):.0f}% busy" for w in run.workers]
-    axes.set_yticks(range(rows), labels, fontsize=8 if rows < 30 else 5)
+    bars = timeline_bars(run)
+    legend = timeline_legend(bars)
+    colours = {label: colour for label, _, colour in legend}
+    for row, worker in enumerate(run.workers):
+        first, last = worker.lifetime(run.end)
+        axes.hlines(row, first - run.start, last - run.start, color="0.6", linewidth=1.2, zorder=1)
+    shortest = MIN_BAR_FRACTION * run.span
+    for label, drawn in bars.items():
+        for row, start, length in drawn:
+            axes.broken_barh([(start, max(length, shortest))], (row - 0.4, 0.8), facecolors=colours[label],
+                             edgecolors="white", linewidth=0.3, zorder=2)  # fmt: skip
+    names = [
+        f"{w.name} ({w.via}) {100 * run.busy_fraction(w):.0f}% busy of {w.lived(run.end):.1f} s" for w in run.workers
+    ]
+    axes.set_yticks(range(rows), names, fontsize=8 if rows < 30 else 5)
     axes.set_ylim(rows - 0.5, -0.5)
     axes.set_xlim(0, run.span)
-    axes.set_xlabel("seconds since the first attempt started")
+    axes.set_ylabel("worker")
+    axes.set_xlabel("time since the first attempt started [s]")
     axes.set_title(title, fontsize=10)
     axes.grid(True, axis="x", alpha=0.3)
-    handles = [Patch(color=colour, label=label) for label, colour in colours.items()]
-    axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    handles = [Patch(color=colour, label=text) for _, text, colour in legend]
+    handles.append(Line2D([], [], color="0.6", linewidth=1.2, label="lifetime: first claim to last release"))
+    axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="attempt outcome")
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
 
 
-def save_tile_map(plan: Plan, states: dict[str, str], title: str, target: Path) -> None:
-    """The plan's tiles over its first two axes, each coloured by its state, to ``target`` as PNG
-    (tiles that differ only along further axes share a square: see :func:`jobrunner.status.state_map`)."""
+def tile_map_title(plan: Plan, what: str) -> str:
+    """The kernel and ``what`` (the counts), the plan, and what a square stands for on a grid of more axes."""
+    plan_id = f", plan {plan.id}" if plan.id else ""
+    lines = [f"{labels.title(plan)}: tiles, {what}", *textwrap.wrap(f"{plan.describe()}{plan_id}", 90)]
+    if len(plan.tiling) > 2:
+        further = ", ".join(plan.grid.names[2:])
+        lines.append(
+            f"each square: its {math.prod(plan.tiling[2:])} tiles along {further} "
+            "(failed if any failed, else running, else pending, else done)"
+        )
+    return "\n".join(lines)
+
+
+def save_tile_map(plan: Plan, states: dict[str, str], what: str, target: Path) -> None:
+    """The plan's tiles over its first two axes, each coloured by its state, to ``target`` as PNG,
+    oriented as the terminal's map and the stitched figure (:func:`jobrunner.status.tile_map`):
+    the first axis across, the second up, in grid units."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import to_rgb
+    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from jobrunner.status import state_map
+    from jobrunner.status import tile_map
 
-    drawn = state_map(plan, states)
+    drawn = tile_map(plan, states)
+    order = list(STATE_LOOKS)
+    codes = np.array([[order.index(state) for state in row] for row in drawn.rows])
     points = plan.grid.points()
-    x = _edges(points[0])
-    y = _edges(points[1]) if len(points) > 1 else np.array([0.0, 1.0])
-    figure = Figure(figsize=(6.4, 6.0), layout="constrained")
+    x = _edges(points[0])[drawn.columns]
+    y = _edges(points[1])[drawn.rows_at] if len(points) > 1 else np.array(drawn.rows_at, dtype=float)
+    figure = Figure(figsize=(7.2, 6.4), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    edge = len(drawn) * len(drawn[0]) <= 2500
-    for tile in plan.tiles():
-        if any(tile.index[2:]):
-            continue  # one square per tile of the first two axes
-        (a0, a1), (b0, b1) = tile.bounds[0], tile.bounds[1] if len(tile.bounds) > 1 else (0, 1)
-        x0, x1, y0, y1 = x[a0], x[a1], y[b0], y[b1]
-        state = drawn[tile.index[0]][tile.index[1] if len(tile.index) > 1 else 0]
-        colour = to_rgb(STATE_LOOKS[state].colour)
-        axes.fill([x0, x1, x1, x0], [y0, y0, y1, y1], color=colour, ec="white" if edge else colour, lw=0.5)
+    colours = ListedColormap([look.colour for look in STATE_LOOKS.values()])
+    edge = "white" if codes.size <= 2500 else "face"  # white seams show the tiles, until they would hide them
+    # ``y`` runs top to bottom like ``drawn.rows``: row 0 is drawn at the top of an axis that runs up.
+    axes.pcolormesh(x, y, codes, cmap=colours, vmin=-0.5, vmax=len(order) - 0.5, edgecolors=edge, linewidth=0.5)
     axes.set_xlim(x[0], x[-1])
-    axes.set_ylim(y[0], y[-1])
-    axes.set_xlabel(labels.axis_label(plan, 0))
-    if len(points) > 1:
-        axes.set_ylabel(labels.axis_label(plan, 1))
-        if plan.grid.axes[0].unit == plan.grid.axes[1].unit:
-            axes.set_aspect("equal")
+    axes.set_ylim(min(y), max(y))
+    axes.set_xlabel(drawn.across)
+    _tile_indices(axes.secondary_xaxis("top"), x).set_xlabel(f"tile index along {plan.grid.names[0]}", fontsize=8)
+    if drawn.up:
+        axes.set_ylabel(drawn.up)
+        side = _tile_indices(axes.secondary_yaxis("right"), y[::-1])
+        side.set_ylabel(f"tile index along {plan.grid.names[1]}", fontsize=8)
+        if labels.axis_unit(plan, 0) == labels.axis_unit(plan, 1):
+            axes.set_aspect("equal")  # a map: the same unit both ways, as in the stitched figure
     else:
         axes.set_yticks([])
-    axes.set_title(title, fontsize=10)
-    handles = [Patch(color=look.colour, label=str(state)) for state, look in STATE_LOOKS.items()]
-    axes.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.set_title(tile_map_title(plan, what), fontsize=10)
+    counts = {state: sum(row.count(state) for row in drawn.rows) for state in order}
+    handles = [Patch(color=look.colour, label=f"{state} ({counts[state]})") for state, look in STATE_LOOKS.items()]
+    figure.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=len(handles), title="each square")
     write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=100))
+
+
+def _tile_indices(axis, edges: np.ndarray):
+    """Number the tiles at their centres (``edges`` ascending), as their ids count them, on a side
+    axis: a square on the map can then be found in ``status`` and the records."""
+    centres = (edges[:-1] + edges[1:]) / 2
+    every = max(1, math.ceil(len(centres) / 20))  # at most about 20 numbers a side
+    axis.set_ticks(centres[::every], [str(k) for k in range(0, len(centres), every)], fontsize=7)
+    return axis

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import getpass
 import os
+import shlex
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -238,10 +240,19 @@ def world_writable_problem(path: Path, role: str, info: os.stat_result | None = 
         return None
     if not mode & stat.S_IWOTH:
         return None
-    return (
+    problem = (
         f"the {role} folder {path} can be written by every user of this machine (mode {stat.S_IMODE(mode):o}), "
-        f"so anyone could plant or change its files: run `chmod o-w '{path}'` (use g+w to share it with your group)"
+        "so anyone could plant or change its files"
     )
+    if mode & stat.S_ISVTX:
+        # /tmp, a cluster's /scratch: everyone's shared folder, meant to be world-writable.  Taking
+        # o-w from it would break it for every other user (and needs its owner, usually root).
+        own = shlex.quote(str(path / getpass.getuser()))
+        return (
+            f"{problem}: it is a shared scratch folder (sticky bit, like /tmp); make a folder of your own in it, "
+            f"`mkdir -m 700 {own}` (or -m 2770 to share it with your group), and use a folder in there"
+        )
+    return f"{problem}: run `chmod o-w {shlex.quote(str(path))}` (use g+w to share it with your group)"
 
 
 def refuse_world_writable(path: Path, role: str, info: os.stat_result | None = None) -> None:

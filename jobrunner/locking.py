@@ -201,11 +201,11 @@ class JobLocks:
         if error.errno == errno.ENOENT:
             return JobRunnerError(
                 f"the locks folder {self.paths.locks} is gone (its plan replaced, or the folder moved or deleted): "
-                f"`jobrunner status --spool '{self.paths.spool}'` shows the spool's plan"
+                f"`{self.paths.command('status')}` shows the spool's plan"
             )
         return JobRunnerError(
             f"cannot lock {path} ({error.strerror or error}): this disk does not do {self.mode} locks; "
-            "run `jobrunner doctor` to see what it can do"
+            f"run `{self.paths.command('doctor')}` to see what it can do"
         )
 
 

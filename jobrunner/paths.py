@@ -32,9 +32,13 @@ Layout
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+#: Where commands keep the spool and the results when not told otherwise, relative to where they run.
+DEFAULT_SPOOL, DEFAULT_OUTPUTS = Path("jobs"), Path("outputs")
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,21 @@ class SpoolPaths:
     def drain_file(self) -> Path:
         """While this file exists, every worker finishes its current tile and exits (``jobrunner drain``)."""
         return self.spool / "DRAIN"
+
+    # -- what a hint tells the user to type -----------------------------------------------------
+    def command(self, verb: str, *args: str) -> str:
+        """``jobrunner VERB ARGS --spool FOLDER``, as a hint or an error suggests it.
+
+        It carries ``--spool`` when this spool is not the default ``jobs/`` of the folder the
+        command runs in, so that it works pasted into the user's shell; never ``--outputs``: every
+        command after ``plan`` takes the one the plan records.  The spool is shown as the user
+        most likely typed it: relative when it is inside the current folder.
+        """
+        here = Path.cwd()
+        words = ["jobrunner", verb, *args]
+        if self.spool != here / DEFAULT_SPOOL:
+            words += ["--spool", str(self.spool.relative_to(here) if self.spool.is_relative_to(here) else self.spool)]
+        return shlex.join(words)
 
     # -- Slurm: the batch script and one log per array task --------------------------------------
     @cached_property

@@ -192,7 +192,11 @@ class Plan:
 
     def command(self) -> str:
         """The ``jobrunner plan`` command that makes this plan, every number exact (the dataset's history)."""
-        words = ["jobrunner", "plan"]
+        return shlex.join(["jobrunner", "plan", *self.arguments()])
+
+    def arguments(self) -> list[str]:
+        """The options of ``jobrunner plan`` that make this plan (a hint adds ``--replace`` and the spool)."""
+        words = []
         for axis in self.grid.axes:
             words += ["--axis", axis.describe(exact=True)] + (
                 ["--unit", f"{axis.name}={axis.unit}"] if axis.unit else []
@@ -202,7 +206,7 @@ class Plan:
             words += ["--param", f"{name}={json.dumps(value)}"]
         for name, unit in self.units.items():
             words += ["--unit", f"{name}={unit}"]
-        return shlex.join(words)
+        return words
 
     def describe(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())

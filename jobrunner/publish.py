@@ -313,7 +313,8 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
     if not paths.outputs.is_dir():
         raise JobRunnerError(
             f"the outputs folder {paths.outputs} that the plan records is missing (moved or deleted?): "
-            f"move it back, or `jobrunner plan --replace --spool {paths.spool}` to compute everything again"
+            f"move it back, or `{paths.command('plan', *manifest.plan.arguments(), '--replace')}` to compute "
+            "everything again"
         )
     owner = _read_owner(paths)
     if owner is None:  # a `plan` killed between publishing and binding (step 5): finish its work
@@ -324,8 +325,8 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
         raise JobRunnerError(
             f"the outputs folder {paths.outputs} belongs to {whose}, not to this spool {paths.spool} "
             f"(plan {manifest.plan.id}): if that spool is gone, run the same `jobrunner plan` again to take the "
-            f"folder back; else `jobrunner plan --replace --spool '{paths.spool}' --outputs FOLDER` with a folder "
-            "of its own"
+            f"folder back; else `{paths.command('plan', *manifest.plan.arguments(), '--replace')} --outputs FOLDER` "
+            "with a folder of its own"
         )
 
 
@@ -376,12 +377,12 @@ def publish(paths: SpoolPaths, manifest: Manifest, replacing: Manifest | None, *
     except FileExistsError:
         raise JobRunnerError(
             f"another plan was published into {paths.spool} while this one was being written: "
-            "`jobrunner status` shows it; pass --replace to replace it"
+            f"`{paths.command('status')}` shows it; pass --replace to replace it"
         ) from None
     except FileNotFoundError:  # A's folder went: someone else replaced and retired it first
         raise JobRunnerError(
             f"another plan replaced the one in {paths.spool} while this one was being written: "
-            "`jobrunner status` shows it; pass --replace again to replace it"
+            f"`{paths.command('status')}` shows it; pass --replace again to replace it"
         ) from None
     except OSError as error:
         raise JobRunnerError(f"cannot publish the plan in {paths.spool}: {explain_write_error(error)}") from None

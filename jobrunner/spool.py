@@ -52,7 +52,7 @@ from jobrunner.folders import Tree
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.identity import code_fingerprint, new_plan_id, versions
 from jobrunner.locking import AUTO, Choice, Claim, JobLocks, locks_for, read_choice, resolve
-from jobrunner.paths import SpoolPaths
+from jobrunner.paths import DEFAULT_OUTPUTS, SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.publish import Manifest, PlanReplaced
 from jobrunner.records import DONE, FAILED, Attempt, JobRecord, job_state
@@ -68,6 +68,13 @@ class JobStatus:
     record: JobRecord | None
     claim: Attempt | None = None  # the live attempt, for a running job
     problem: str | None = None  # why its record cannot be read (the job then counts as failed)
+
+    def why_failed(self) -> str:
+        """For a failed job, one line: its last error (a traceback's last line), or why its record is unreadable."""
+        if self.problem is not None:
+            return self.problem
+        error = (self.record.last_error if self.record else None) or "no error recorded"
+        return error.strip().splitlines()[-1]
 
 
 class UnreadableRecord(JobRunnerError):
@@ -138,11 +145,16 @@ class Spool:
         paths = SpoolPaths(spool, spool)
         if not paths.spool.is_dir():
             what = "is a file, not a spool folder" if paths.spool.exists() else "does not exist"
-            raise JobRunnerError(f"the spool {paths.spool} {what}: run `jobrunner plan` first, or pass --spool")
+            raise JobRunnerError(
+                f"the spool {paths.spool} {what}: run `{paths.command('plan')}` first, or pass the --spool of a spool"
+            )
         refuse_world_writable(paths.spool, "spool")
         manifest = publish.current(paths) if plan_id is None else publish.read_plan(paths, plan_id)
         if manifest is None:
-            raise JobRunnerError(f"the spool {paths.spool} has no plan: run `jobrunner plan` first, or pass --spool")
+            raise JobRunnerError(
+                f"the spool {paths.spool} has no plan: run `{paths.command('plan')}` first, or pass the --spool of "
+                "a spool"
+            )
         recorded = manifest.outputs_folder(paths.spool)
         if outputs is not None and not publish.same_folder(Path(outputs).absolute(), recorded):
             raise JobRunnerError(
@@ -153,7 +165,8 @@ class Spool:
         if not paths.plan_copy().is_file():
             raise JobRunnerError(
                 f"the spool {paths.spool} names plan {manifest.plan.id}, whose folder {paths.plan_folder()} is "
-                "missing (a `jobrunner plan` killed while publishing it?): plan again with --replace"
+                "missing (a `jobrunner plan` killed while publishing it?): plan again with --replace "
+                f"(`{paths.command('plan', *manifest.plan.arguments(), '--replace')}`)"
             )
         for folder in (paths.plans, paths.specs, paths.locks, paths.records):
             refuse_world_writable(folder, f"spool's {folder.name}")
@@ -188,7 +201,7 @@ class Spool:
                 raise
             unreadable = True  # --replace mends a spool whose plan cannot be read
         if outputs is None:
-            outputs = existing.outputs_folder(folder) if existing is not None else "outputs"
+            outputs = existing.outputs_folder(folder) if existing is not None else DEFAULT_OUTPUTS
         paths = SpoolPaths(folder, outputs)
         if existing is not None and not replace:
             refuse_replanning(existing, plan, paths)
@@ -235,11 +248,11 @@ class Spool:
         """Refuse to compute with kernel code other than the plan's (edited since it was planned)."""
         here = self.code_here
         if here != self.plan.code:
+            again = self.paths.command("plan", *self.plan.arguments(), "--replace")
             raise JobRunnerError(
                 f"kernel {self.plan.kernel}: its code here ({here}) is not the code plan {self.plan.id} was made "
                 f"with ({self.plan.code}), so it was edited since `jobrunner plan`; this worker claims nothing: "
-                f"restore the code to finish this plan, or `jobrunner plan --replace --spool '{self.paths.spool}'` "
-                "to compute every tile with the new code"
+                f"restore the code to finish this plan, or `{again}` to compute every tile with the new code"
             )
 
     @cached_property

@@ -57,21 +57,24 @@ def _listing(ids: list[str]) -> str:
     return shown + (f" and {len(ids) - LISTED} more" if len(ids) > LISTED else "")
 
 
-def _refuse_unfinished(unfinished: list[JobStatus], total: int) -> JobRunnerError:
+def _refuse_unfinished(paths: SpoolPaths, unfinished: list[JobStatus], total: int) -> JobRunnerError:
     by_state = {state: [s.id for s in unfinished if s.state == state] for state in (RUNNING, PENDING, FAILED)}
     parts = [f"{state}: {_listing(ids)}" for state, ids in by_state.items() if ids]
     advice = []
-    if by_state[PENDING] or by_state[FAILED]:
-        advice.append(
-            "run `jobrunner supervise` or `jobrunner work`"
-            + (" with --retry-failed (`jobrunner status` says why they failed)" if by_state[FAILED] else "")
-        )
     if by_state[RUNNING]:
-        advice.append("wait for the running ones to finish (`jobrunner status --watch`)")
+        # Workers are at it (a supervisor, terminals, an array): another one would only share their tiles.
+        advice.append(f"workers are computing it: wait for them to finish (`{paths.command('status', '--watch')}`)")
+    elif by_state[PENDING]:
+        advice.append(f"run `{paths.command('supervise')}` or `{paths.command('work')}`")
+    if by_state[FAILED]:
+        advice.append(
+            f"`{paths.command('status')}` says why jobs failed; `{paths.command('work', '--retry-failed')}` "
+            "runs them again"
+        )
     todo = "; ".join(advice)
     return JobRunnerError(
-        f"{len(unfinished)} of {total} tiles are missing ({'; '.join(parts)}): {todo}, "
-        "or `jobrunner reduce --partial` to stitch what is there"
+        f"{len(unfinished)} of {total} tiles are missing ({'; '.join(parts)}): {todo}; "
+        f"or `{paths.command('reduce', '--partial')}` stitches what is there"
     )
 
 
@@ -283,7 +286,7 @@ def reduce(
     statuses = spool.statuses()  # with claims: a running tile is not a failed one
     unfinished = [s for s in statuses if s.state != DONE]
     if unfinished and not partial:
-        raise _refuse_unfinished(unfinished, len(statuses))
+        raise _refuse_unfinished(spool.paths, unfinished, len(statuses))
     done_statuses = [s for s in statuses if s.state == DONE]
     done = [s.id for s in done_statuses]
     checked: dict = {}  # path -> identity of each tile file as checked: stitching reads only those
@@ -295,8 +298,8 @@ def reduce(
         raise JobRunnerError(
             f"tile {spool.paths.tile(first)} is bad: {why}"
             + (f" (and {len(bad) - 1} more bad tiles: {_listing([job for job, _ in bad[1:]])})" if len(bad) > 1 else "")
-            + f": {'its job is' if len(bad) == 1 else 'their jobs are'} pending again, so run `jobrunner supervise` "
-            "(or `jobrunner work`), then reduce again"
+            + f": {'its job is' if len(bad) == 1 else 'their jobs are'} pending again, so run "
+            f"`{spool.paths.command('supervise')}` (or `{spool.paths.command('work')}`), then reduce again"
         )
     paths = spool.paths
     ensure_folder(paths.outputs, "outputs", "--outputs")
@@ -323,8 +326,10 @@ def reduce(
                 mask_rows = block_rows(spool.plan) if missing else None
                 writer = closing.enter_context(DatasetWriter(nc_file, spool.plan, attributes, mask_rows))
             preview = _stitch(spool, done, partial_array, bool(unfinished), checked, view, writer)
-        note = f"PARTIAL: {len(missing)} of {len(statuses)} tiles missing (grey)" if missing else ""
-        title = field_title(spool.plan, f"stitched from {len(statuses)} tiles", note, view)
+        # One count per line, and they add up: "stitched from 12 of 16 tiles" over "PARTIAL: 4 missing".
+        stitched = f"{len(done)} of {len(statuses)}" if missing else f"{len(statuses)}"
+        note = f"PARTIAL: {len(missing)} tile{'s' * (len(missing) != 1)} missing, drawn grey" if missing else ""
+        title = field_title(spool.plan, f"stitched from {stitched} tiles", note, view)
         save_field_figure(preview, spool.plan, title, partial_figure, view)
         spool.check_current()  # a reduce of a plan replaced while it stitched puts nothing in place
         partial_array.replace(array)

@@ -31,7 +31,11 @@ from jobrunner.files import write_text
 from jobrunner.paths import SpoolPaths
 from jobrunner.writer import writer_tag
 
-DRAINING = "the spool is being drained (`jobrunner resume` lets workers claim again)"
+
+def draining_message(paths: SpoolPaths) -> str:
+    """Why a run stopped claiming while ``<spool>/DRAIN`` exists, and how to undo it."""
+    return f"the spool is being drained (`{paths.command('resume')}` lets workers claim again)"
+
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _WITH_UNITS = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))+")

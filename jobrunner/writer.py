@@ -113,5 +113,5 @@ def launched_via(via: str | None = None) -> str:
     if via is not None:
         return via
     if sys.stdin is not None and sys.stdin.isatty():
-        return "work (terminal)"
+        return "work in a terminal"
     return "work"

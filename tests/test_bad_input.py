@@ -123,7 +123,7 @@ def test_a_truncated_tile_met_by_reduce(project, serial_reference):
     assert_one_line_error(result, "tile-r001-c000.npy", "jobrunner supervise")
     assert ((project.outputs / "stitched.npy").read_bytes(), (project.outputs / "stitched.png").read_bytes()) == earlier
     # the message's advice works: the job was put back, a worker recomputes it, reduce succeeds
-    assert "computed 1 tiles" in project.run("work").stdout
+    assert "computed 1 tile in" in project.run("work").stdout
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(0.1))
 

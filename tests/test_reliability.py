@@ -4,6 +4,7 @@ disk, stuck jobs, many workers on tiny tiles, and folders anyone could write to.
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -233,7 +234,7 @@ def test_a_lease_that_runs_out_lets_another_worker_finish_and_the_late_holder_dr
             wait_until(lambda: all_threads_stopped(other_node.pid), what="node-b's worker to stop")
             project.open_gate()  # the tile is quick now, for whoever computes it
             result = project.run("work")  # waits out the lease (it cannot see node-b's processes), then takes over
-            assert "computed 1 tiles" in result.stdout
+            assert "computed 1 tile in" in result.stdout
         finally:
             other_node.send_signal(signal.SIGCONT)
         code, stdout, stderr = wait(other_node)
@@ -484,6 +485,24 @@ def test_a_world_writable_spool_or_outputs_is_refused_and_a_group_shared_one_is_
     project.run("work")
     assert done_count(project) == 4
     assert "problem" not in project.run("doctor").stderr
+
+
+def test_a_shared_scratch_folder_is_refused_with_advice_to_make_a_private_one_in_it(project, tmp_path):
+    scratch = tmp_path / "scratch"  # like /tmp or a cluster's /scratch: everyone's, sticky
+    scratch.mkdir(mode=0o1777)
+    scratch.chmod(0o1777)
+    for option in ("--spool", "--outputs"):
+        folder = scratch / "run" if option == "--spool" else scratch
+        if option == "--spool":
+            folder.mkdir(mode=0o777)
+            folder.chmod(0o1777)
+        refused = project.run("plan", "--step", STEP, option, folder, check=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+        assert "shared scratch folder" in refused.stderr and "mkdir -m 700" in refused.stderr
+        assert "chmod" not in refused.stderr, "never advise taking o-w from everyone's folder"
+        private = re.search(r"`mkdir -m 700 (\S+)`", refused.stderr).group(1)
+        assert Path(private).parent == folder
+    assert not any(scratch.rglob("*.json")), "nothing was planned into it"
 
 
 # -- what --lock auto chooses, filesystem by filesystem (the README's table) ----------------------------

@@ -46,7 +46,7 @@ def test_drain_lets_the_tile_in_flight_finish_then_resume_lets_workers_claim(pro
     project.open_gate()
     code, stdout, stderr = wait(worker)
     assert code == 0, stderr
-    assert "computed 1 tiles" in stdout and "stopped claiming: the spool is being drained" in stdout
+    assert "computed 1 tile in" in stdout and "stopped claiming: the spool is being drained" in stdout
     records = project.records()
     assert list(records) == [job_id] and [a["outcome"] for a in records[job_id]["attempts"]] == ["done"]
 

@@ -56,7 +56,7 @@ def test_a_tile_changed_after_its_worker_wrote_it_is_requeued_never_stitched(pro
         assert_one_line_error(result, "tile-r000-c000.npy is bad", "pending again", "jobrunner supervise")
         assert earlier == {name: (project.outputs / name).read_bytes() for name in earlier}, damage  # nothing replaced
         assert project.records()["tile-r000-c000"]["state"] == "pending", damage
-        assert "computed 1 tiles" in project.run("work").stdout, damage  # the advice works
+        assert "computed 1 tile in" in project.run("work").stdout, damage  # the advice works
     project.run("reduce")
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -39,6 +40,7 @@ from jobrunner.cli.options import (
 from jobrunner.cli.signals import interruptible
 from jobrunner.cli.views import (
     announced_deadline,
+    count_of,
     counts_table,
     err,
     out,
@@ -51,6 +53,9 @@ from jobrunner.grid import Grid, field_units, grid_from_options, parse_tiling, p
 from jobrunner.kernels import local_kernel_folder, params_from_options
 from jobrunner.plan import Plan
 
+#: The help lists the commands in these panels, each in the order of the file: the lab's first.
+LAB, LOOK, CLUSTER = "The lab's path", "Looking inside", "On a cluster"
+
 app = typer.Typer(
     help="Run embarrassingly parallel grid work: plan tiles into a spool, drain it with workers, stitch the result.\n\n"
     "The lab's path: `jobrunner serial`, then `jobrunner plan`, then `jobrunner work` in several terminals "
@@ -61,10 +66,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
 )
 
 
-@app.command()
+@app.command(rich_help_panel=LAB)
 def serial(
     axis: AxisOption = None,
     unit: UnitOption = None,
@@ -72,7 +78,9 @@ def serial(
     extent: ExtentOption = None,
     kernel: KernelOption = "loop",
     pointwise: PointwiseOption = False,
-    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian (default: 1).")] = None,
+    sigma: Annotated[
+        Optional[float], typer.Option("--sigma", metavar="WIDTH", help="Width of the Gaussian (default: 1).")
+    ] = None,
     param: ParamOption = None,
     outputs: SerialOutputsOption = Path("outputs"),
 ) -> None:
@@ -96,7 +104,7 @@ def serial(
     out.print(f"wrote {result.array} and {result.figure}")
 
 
-@app.command()
+@app.command(rich_help_panel=LAB)
 def plan(
     axis: AxisOption = None,
     unit: UnitOption = None,
@@ -110,7 +118,9 @@ def plan(
     kernel: KernelOption = "loop",
     pointwise: PointwiseOption = False,
     extent: ExtentOption = None,
-    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Width of the Gaussian (default: 1).")] = None,
+    sigma: Annotated[
+        Optional[float], typer.Option("--sigma", metavar="WIDTH", help="Width of the Gaussian (default: 1).")
+    ] = None,
     param: ParamOption = None,
     replace: Annotated[
         bool,
@@ -134,15 +144,20 @@ def plan(
     created, wrote = Spool.create(the_plan, spool, outputs, replace=replace)
     verb = "planned" if wrote else "already planned (nothing changed)"
     out.print(
-        f"{verb}: {the_plan.describe()}, {len(created.job_ids)} jobs in {created.paths.spool}, "
+        f"{verb}: {the_plan.describe()}, {count_of(len(created.job_ids), 'job')} in {created.paths.spool}, "
         f"results in {created.paths.outputs} (plan {created.plan.id}, kernel code {created.plan.code})",
         highlight=False,
     )
     if wrote:
-        out.print("next: `jobrunner supervise --workers N`, or `jobrunner work` in as many terminals as you like")
+        paths = created.paths
+        out.print(
+            f"next: `{paths.command('supervise', '--workers', 'N')}`, or `{paths.command('work')}` in as many "
+            "terminals as you like",
+            highlight=False,
+        )
 
 
-@app.command()
+@app.command(rich_help_panel=LAB)
 def work(
     retries: RetriesOption = 2,
     retry_failed: RetryFailedOption = False,
@@ -178,26 +193,29 @@ def work(
     the_spool = open_spool(spool, outputs, lock, lease)
     deadline = announced_deadline(max_time, started)
     drain_in_view(
+        the_spool,
         "tiles",
         f"worker {socket.gethostname()}:{os.getpid()}",
         lambda on_progress: run_worker(the_spool, retries, retry_failed, on_progress, deadline),
     )
 
 
-def drain_in_view(label: str, who: str, drain) -> None:
+def drain_in_view(the_spool, label: str, who: str, drain) -> None:
     """Run ``drain(on_progress)`` under a progress bar, Ctrl-C and SIGTERM turned into a clean stop; report it."""
     with interruptible(), progress_bar(label, unit="tiles") as advance:
         summary = drain(lambda progress: advance(progress.done + progress.failed, progress.total))
-    report_summary(summary, who)
+    report_summary(summary, who, the_spool)
 
 
-@app.command()
+@app.command(rich_help_panel=LAB)
 def supervise(
     workers: Annotated[
         Optional[int],
         typer.Option(
             "--workers",
-            help="Processes in the pool, with --executor process (default: the number of CPUs).",
+            metavar="N",
+            help="Processes in the pool, with --executor process (default: the CPUs this run may use: its "
+            "Slurm allocation, else its CPU affinity, e.g. under taskset).",
             show_default=False,
         ),
     ] = None,
@@ -206,10 +224,12 @@ def supervise(
         typer.Option(
             "--executor",
             envvar="JOBRUNNER_EXECUTOR",
+            metavar="process|mpi|dask",
+            # \[ : typer reads help as rich markup, where [mpi] would be a style and vanish.
             help="process: a pool on this machine. "
             "mpi: the ranks of `mpiexec -n N python -m mpi4py.futures -m jobrunner supervise --executor mpi` "
-            "(N-1 workers; pip install 'jobrunner[mpi]'). "
-            "dask: the workers of a running Dask scheduler, see --scheduler (pip install 'jobrunner[dask]').",
+            "(N-1 workers; pip install 'jobrunner\\[mpi]'). "
+            "dask: the workers of a running Dask scheduler, see --scheduler (pip install 'jobrunner\\[dask]').",
         ),
     ] = "process",
     scheduler: Annotated[
@@ -247,22 +267,30 @@ def supervise(
     handing out tiles when `jobrunner drain` is asked or when the next tile would overrun
     --max-time or its Slurm job's end.
     """
+    from jobrunner.cpus import usable_cpus
     from jobrunner.drain import supervise as run_supervisor
 
-    label = f"{workers or os.cpu_count() or 1} workers" if executor == "process" else f"{executor} workers"
+    label, who = f"{executor} workers", f"supervisor with {executor} workers"
+    if executor == "process":
+        cpus = usable_cpus()
+        label = count_of(cpus.count if workers is None else workers, "worker")
+        who = f"supervisor with {label}" + (
+            f", one per CPU this run may use ({cpus.describe()})" if workers is None else ""
+        )
     started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
     deadline = announced_deadline(max_time, started)
     drain_in_view(
+        the_spool,
         label,
-        f"supervisor with {label}",
+        who,
         lambda on_progress: run_supervisor(
             the_spool, workers, retries, retry_failed, on_progress, job_timeout, executor, scheduler, deadline
         ),
     )
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def slurm(
     array: Annotated[
         int, typer.Option("--array", metavar="N", help="Array tasks: N workers, each draining many tiles.")
@@ -271,12 +299,17 @@ def slurm(
         Optional[int], typer.Option("--throttle", metavar="K", help="Run at most K tasks at once (--array=0-N%K).")
     ] = None,
     time: Annotated[
-        Optional[str], typer.Option("--time", help="Each task's walltime, e.g. 01:00:00; workers stop before it.")
+        Optional[str],
+        typer.Option(
+            "--time", metavar="D-HH:MM:SS", help="Each task's walltime, e.g. 01:00:00; workers stop before it."
+        ),
     ] = None,
-    mem: Annotated[Optional[str], typer.Option("--mem", help="Memory per task, e.g. 2G.")] = None,
-    partition: Annotated[Optional[str], typer.Option("--partition", help="Slurm partition.")] = None,
-    account: Annotated[Optional[str], typer.Option("--account", help="Slurm account to charge.")] = None,
-    cpus_per_task: Annotated[Optional[int], typer.Option("--cpus-per-task", help="CPUs per task.")] = None,
+    mem: Annotated[Optional[str], typer.Option("--mem", metavar="SIZE", help="Memory per task, e.g. 2G.")] = None,
+    partition: Annotated[Optional[str], typer.Option("--partition", metavar="NAME", help="Slurm partition.")] = None,
+    account: Annotated[
+        Optional[str], typer.Option("--account", metavar="NAME", help="Slurm account to charge.")
+    ] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option("--cpus-per-task", metavar="N", help="CPUs per task.")] = None,
     extra: Annotated[
         Optional[list[str]],
         typer.Option("--extra", metavar='"#SBATCH ..."', help="A whole extra #SBATCH line. Repeatable."),
@@ -285,10 +318,10 @@ def slurm(
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = None,
 ) -> None:
-    """Write <spool>/slurm/jobrunner.sbatch: a Slurm job array whose every task runs `jobrunner work`.
+    """Write SPOOL/slurm/jobrunner.sbatch: a Slurm job array whose every task runs `jobrunner work`.
 
     Each task is one long-lived worker (this Python, absolute paths) that drains tiles until none
-    is left, logging to <spool>/slurm/logs/task-JOBID_TASK.log. Without --submit it prints the
+    is left, logging to SPOOL/slurm/logs/task-JOBID_TASK.log. Without --submit it prints the
     sbatch command; with it, it submits once and prints the job id. Then `jobrunner status` shows
     which array tasks work on which tiles, `jobrunner drain` stops them after their tiles, and
     `scancel` stops them at once (their tiles go back to the queue).
@@ -305,14 +338,18 @@ def slurm(
         return
     job = run_sbatch(the_spool.paths)
     out.print(f"submitted job array {job} ({array} tasks); logs in {the_spool.paths.slurm_logs}", highlight=False)
-    out.print(f"follow it with `jobrunner status`; stop it with `jobrunner drain` or `scancel {job}`")
+    paths = the_spool.paths
+    out.print(
+        f"follow it with `{paths.command('status')}`; stop it with `{paths.command('drain')}` or `scancel {job}`",
+        highlight=False,
+    )
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def drain(spool: SpoolOption = Path("jobs")) -> None:
     """Tell every worker of the spool, wherever it runs, to finish its current tile and exit.
 
-    Writes the file <spool>/DRAIN, which workers look for before each claim; new workers exit at
+    Writes the file SPOOL/DRAIN, which workers look for before each claim; new workers exit at
     once while it is there. `jobrunner resume` removes it.
     """
     from jobrunner.stopping import request_drain
@@ -320,22 +357,31 @@ def drain(spool: SpoolOption = Path("jobs")) -> None:
     the_spool = open_spool(spool, None)
     verb = "draining" if request_drain(the_spool.paths) else "already draining"
     out.print(f"{verb}: workers finish their current tile and exit ({the_spool.paths.drain_file})", highlight=False)
-    out.print("see them go with `jobrunner status`; `jobrunner resume` lets workers claim again")
+    paths = the_spool.paths
+    out.print(
+        f"see them go with `{paths.command('status')}`; `{paths.command('resume')}` lets workers claim again",
+        highlight=False,
+    )
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def resume(spool: SpoolOption = Path("jobs")) -> None:
     """Undo `jobrunner drain`: workers started from now on claim jobs again (stopped ones stay stopped)."""
     from jobrunner.stopping import cancel_drain
 
     the_spool = open_spool(spool, None)
     if cancel_drain(the_spool.paths):
-        out.print("resumed: new workers claim jobs again; start them with `jobrunner work` or `jobrunner slurm`")
+        paths = the_spool.paths
+        out.print(
+            f"resumed: new workers claim jobs again; start them with `{paths.command('work')}` or "
+            f"`{paths.command('slurm', '--array', 'N', '--submit')}`",
+            highlight=False,
+        )
     else:
         out.print("the spool was not being drained: nothing to resume")
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def kernels() -> None:
     """The built-in kernels, with their parameters and defaults, and how to plug in your own."""
     import inspect
@@ -362,7 +408,7 @@ def kernels() -> None:
     )
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> None:
     """What the spool's disk can do: filesystem, mount options that matter for locks, a live lock
     probe, the lock mode `--lock auto` picks and why, and what to ask the cluster's admins for.
@@ -395,7 +441,7 @@ def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=LAB)
 def reduce(
     partial: Annotated[
         bool,
@@ -421,7 +467,7 @@ def reduce(
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = None,
 ) -> None:
-    """Stitch the tiles into <outputs>/stitched.npy and stitched.nc, and draw stitched.png.
+    """Stitch the tiles into OUTPUTS/stitched.npy and stitched.nc, and draw stitched.png.
 
     stitched.nc is the labelled result (NetCDF-4, CF conventions): a coordinate per axis and a
     variable per field, for xarray.open_dataset("outputs/stitched.nc"). The figure draws one
@@ -437,22 +483,25 @@ def reduce(
     for note in result.notes:
         out.print(Text.assemble(("note: ", "yellow"), note))  # not markup: [netcdf] is no style
     if result.missing:
-        out.print(f"[yellow]partial:[/yellow] {len(result.missing)} tiles missing, stored as NaN")
+        out.print(f"[yellow]partial:[/yellow] {count_of(len(result.missing), 'tile')} missing, stored as NaN")
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def status(
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep a live view of workers and tiles on screen until the spool is done.")
     ] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", metavar="SECONDS", help="Seconds between refreshes with --watch.")
+    ] = 1.0,
     spool: SpoolOption = Path("jobs"),
     outputs: OutputsOption = None,
 ) -> None:
     """Pending, running (lock held now), done and failed jobs, and why each failed job failed.
 
     With --watch: a live table of every worker (however it was started), its current tile and
-    rate, and a map of the tiles (in the terminal for small plans, and as <outputs>/tiles.png).
+    rate, and a map of the tiles (in the terminal for small plans, and as OUTPUTS/tiles.png),
+    both drawn as stitched.png is: the first axis across, the second up.
     """
     from jobrunner.status import spool_status
 
@@ -468,12 +517,20 @@ def status(
         highlight=False,
     )
     if report.locking is None:
-        out.print("locks: not chosen yet (the first worker chooses; `jobrunner doctor` shows what auto would)")
+        out.print(
+            f"locks: not chosen yet (the first worker chooses; `{the_spool.paths.command('doctor')}` shows what "
+            "auto would)",
+            highlight=False,
+        )
     else:
         out.print(f"locks: {report.locking.mode} ({report.locking.reason})", highlight=False)
     out.print(counts_table(report.counts))
     if report.draining:
-        out.print("  [yellow]draining[/yellow]: workers exit after their current tile; `jobrunner resume` undoes it")
+        out.print(
+            "  [yellow]draining[/yellow]: workers exit after their current tile; "
+            f"`{the_spool.paths.command('resume')}` undoes it",
+            highlight=False,
+        )
     for job in report.running:
         line = f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s"
         if job.stopped:
@@ -485,88 +542,132 @@ def status(
             )
         out.print(line, highlight=False)
     for job in report.failed:
-        out.print(f"  [red]failed[/red] {job.id} after {job.attempts} attempts: {job.error}", soft_wrap=True)
+        out.print(
+            f"  [red]failed[/red] {job.id} after {count_of(job.attempts, 'attempt')}: {escape(job.error)}",
+            highlight=False,
+        )
     if report.failed:
-        out.print("  rerun them with `jobrunner work --retry-failed`; each record in records/ has the traceback")
+        out.print(
+            f"  rerun them with `{the_spool.paths.command('work', '--retry-failed')}`; each record in "
+            f"{the_spool.paths.records} has the traceback",
+            highlight=False,
+        )
 
 
-@app.command()
+@app.command(rich_help_panel=LAB)
 def scale(
-    step: StepOption = 0.003,
+    step: Annotated[  # not StepOption: its help names the lab's default, and the study's is another
+        float,
+        typer.Option(
+            "--step",
+            metavar="SPACING",
+            help="The lab's grid: spacing of x and y (default 0.002: a few seconds of the loop kernel serially).",
+            show_default=False,
+        ),
+    ] = 0.002,  # jobrunner.scaling.DEFAULT_STEP: that module is imported only when scale runs
     workers: Annotated[
-        str, typer.Option("--workers", help="Comma-separated worker counts to time; they may go far past the cores.")
-    ] = ",".join(map(str, (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256))),
+        Optional[str],
+        typer.Option(
+            "--workers",
+            metavar="N,N,...",
+            help="Comma-separated worker counts to time; they may go far past the CPUs "
+            "(default: one by one to just past the CPUs, then powers of two to 16 times the CPUs).",
+        ),
+    ] = None,
     tiles: Annotated[
         Optional[str],
-        typer.Option("--tiles", metavar="ROWSxCOLS", help="Tiling (default: at least as many tiles as workers)."),
+        typer.Option(
+            "--tiles",
+            metavar="ROWSxCOLS",
+            help="Tiling of every run (default: at least as many tiles as the most workers, the same for all).",
+        ),
     ] = None,
-    kernel: Annotated[str, typer.Option("--kernel", help="loop, numpy or package.module:function.")] = "loop",
+    kernel: Annotated[
+        str,
+        typer.Option("--kernel", metavar="loop|numpy|MODULE:FUNCTION", help="loop, numpy or package.module:function."),
+    ] = "loop",
     param: ParamOption = None,
-    repeat: Annotated[int, typer.Option("--repeat", help="Runs per worker count; the median is plotted.")] = 3,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat", metavar="N", help="Runs per worker count, and of the serial baseline; the median is plotted."
+        ),
+    ] = 3,
     memory_limit: Annotated[
         Optional[str],
         typer.Option(
             "--memory-limit",
+            metavar="SIZE",
             help="Stop before the pool would need more than this, e.g. 4G (default: available memory).",
         ),
     ] = None,
     extent: ExtentOption = (-2.0, 2.0, -2.0, 2.0),
     outputs: SerialOutputsOption = Path("outputs"),
 ) -> None:
-    """The lab's Task 4: time plan + supervise at each worker count, past the cores, until it would break.
+    """The lab's Task 4: time plan + supervise at each worker count, past the CPUs, until it would break.
 
-    Writes <outputs>/scale.csv and <outputs>/scale.png; the serial computation, timed in the same
-    run, is the baseline.
+    Writes OUTPUTS/scale.csv and OUTPUTS/scale.png; the serial computation, timed --repeat
+    times in the same run, is the baseline, and the CPUs are the logical CPUs this run may use.
     """
+    from jobrunner.cpus import usable_cpus
     from jobrunner.figures import save_scale_figure
     from jobrunner.files import ensure_folder, write_text
     from jobrunner.paths import SpoolPaths
-    from jobrunner.scaling import parse_bytes, parse_workers, run_scale
+    from jobrunner.scaling import default_workers, parse_bytes, parse_workers, run_scale
 
-    counts = parse_workers(workers)
+    counts = parse_workers(workers) if workers is not None else default_workers(usable_cpus().count)
     limit = parse_bytes(memory_limit) if memory_limit else None
     grid = Grid.lab(*extent, step=step)
     paths = SpoolPaths.outputs_only(outputs)
     ensure_folder(paths.outputs, "outputs", "--outputs")
-    total = 1 + len(counts) * repeat
-    with progress_bar("scaling study", unit="runs") as advance:
-        done = 0
+    # A line per run and no live progress bar: the bar's refresh thread would take the GIL from the
+    # serial loop being timed in this process, and the pools would fork while it runs.
+    total, done = repeat + len(counts) * repeat, 0
 
-        def on_event(event) -> None:
-            nonlocal done
-            if event.what in ("serial", "run"):
-                done += 1
-                advance(done, total)
-                label = (
-                    "serial"
-                    if event.what == "serial"
-                    else f"{event.workers:>5} worker{'s' if event.workers > 1 else ''}"
-                )
-                err.print(f"  {label}: {event.seconds:.2f} s", highlight=False)
-            else:
-                err.print(f"  [yellow]{event.message}[/yellow]")
+    def on_event(event) -> None:
+        nonlocal done
+        if event.what in ("serial", "run"):
+            done += 1
+            label = "serial" if event.what == "serial" else f"{event.workers} worker{'s' * (event.workers != 1)}"
+            err.print(f"  [{done:>{len(str(total))}}/{total}] {label:>11}: {event.seconds:.2f} s", highlight=False)
+        else:
+            err.print(f"  [yellow]{event.message}[/yellow]")
 
-        tiling = parse_tiling(tiles) if tiles else None
-        params = params_from_options(param, None)
-        study = run_scale(grid, counts, tiling, kernel, repeat, limit, on_event=on_event, params=params)
+    tiling = parse_tiling(tiles) if tiles else None
+    params = params_from_options(param, None)
+    study = run_scale(grid, counts, tiling, kernel, repeat, limit, on_event=on_event, params=params)
     csv_path, figure_path = paths.product("scale.csv"), paths.product("scale.png")
     write_text(csv_path, study.to_csv())
     save_scale_figure(study, figure_path)
+    out.print(f"{'workers':>7} {'median s':>9} {'speedup':>8} {'ideal':>6} {'tile ms':>8}  flags", highlight=False)
+    for row in (row for row in study.rows if row.seconds):
+        tile = f"{row.median_tile * 1000:8.1f}" if row.median_tile is not None else f"{'':>8}"
+        out.print(
+            f"{row.workers:>7} {row.median:>9.2f} {study.speedup(row):>8.2f} {study.ideal_speedup(row.workers):>6.0f} "
+            f"{tile}  {', '.join(study.flags(row))}",
+            highlight=False,
+        )
+    for note in study.notes():
+        out.print(note, highlight=False, soft_wrap=True)
     best = min((row for row in study.rows if row.seconds), key=lambda row: row.median, default=None)
     if best:
         out.print(
-            f"fastest: {best.workers} workers, {best.median:.2f} s, speedup {study.speedup(best):.2f} over serial "
-            f"({study.serial_seconds:.2f} s) on {study.cores} cores"
+            f"fastest: {best.workers} worker{'s' * (best.workers != 1)}, {best.median:.2f} s, "
+            f"speedup {study.speedup(best):.2f} over serial "
+            f"({study.serial_seconds:.2f} s) on {study.cpus.describe()}",
+            highlight=False,
+            soft_wrap=True,
         )
     out.print(f"wrote {csv_path} and {figure_path}")
 
 
-@app.command()
+@app.command(rich_help_panel=LOOK)
 def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> None:
     """Where the time went: a timeline of every attempt per worker, busy fractions and load imbalance.
 
-    Draws <outputs>/timeline.png (one row per worker, one bar per attempt, coloured by outcome)
-    and prints each worker's totals. Works while the spool is still draining.
+    Draws OUTPUTS/timeline.png (one row per worker, one bar per attempt, coloured by outcome)
+    and prints each worker's totals: its busy fraction is over its own lifetime (first claim to last
+    release), the imbalance over the whole run. Works while the spool is still draining.
     """
     from jobrunner.figures import save_timeline_figure
     from jobrunner.timeline import timeline
@@ -574,28 +675,33 @@ def report(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
     the_spool = open_spool(spool, outputs)
     run = timeline(the_spool)
     if not run.workers:
-        raise JobRunnerError(f"no job in {the_spool.paths.spool} has been attempted yet: start workers first")
-    table = Table("worker", "started by", "tiles", "attempts", "busy s", "busy %", box=None)
+        raise JobRunnerError(
+            f"no job in {the_spool.paths.spool} has been attempted yet: start workers first "
+            f"(`{the_spool.paths.command('supervise')}` or `{the_spool.paths.command('work')}`)"
+        )
+    table = Table("worker", "started by", "tiles", "attempts", "lived s", "busy s", "busy %", box=None)
     for worker in run.workers:
-        busy = worker.busy(run.end)
         table.add_row(
             worker.name,
             worker.via,
             str(worker.tiles_done),
             str(len(worker.attempts)),
-            f"{busy:.2f}",
+            f"{worker.lived(run.end):.2f}",
+            f"{worker.busy(run.end):.2f}",
             f"{100 * run.busy_fraction(worker):.0f}",
         )
     out.print(table)
+    out.print("lived: from a worker's first claim to its last release; busy %: of that", style="dim")
     imbalance = run.imbalance
     out.print(
-        f"{len(run.workers)} workers over {run.span:.2f} s; load imbalance (slowest / mean busy time) "
+        f"{count_of(len(run.workers), 'worker')} over {run.span:.2f} s; load imbalance (slowest / mean busy time) "
         + (f"{imbalance:.2f}" if imbalance else "n/a")
-        + (f"; {run.running} attempts still running" if run.running else "")
+        + (f"; {count_of(run.running, 'attempt')} still running" if run.running else ""),
+        highlight=False,
     )
     the_spool.check_outputs()
     target = the_spool.paths.product("timeline.png")
-    title = f"{the_spool.plan.describe()}\n{len(run.workers)} workers, {run.span:.1f} s" + (
+    title = f"{the_spool.plan.describe()}\n{count_of(len(run.workers), 'worker')}, {run.span:.1f} s" + (
         f", imbalance {imbalance:.2f}" if imbalance else ""
     )
     save_timeline_figure(run, title, target)

@@ -16,7 +16,11 @@ import typer
 SpoolOption = Annotated[
     Path,
     typer.Option(
-        "--spool", envvar="JOBRUNNER_SPOOL", help="Spool folder holding the plan and its jobs.", show_default=True
+        "--spool",
+        envvar="JOBRUNNER_SPOOL",
+        metavar="FOLDER",
+        help="Spool folder holding the plan and its jobs.",
+        show_default=True,
     ),
 ]
 
@@ -25,6 +29,7 @@ OutputsOption = Annotated[
     typer.Option(
         "--outputs",
         envvar="JOBRUNNER_OUTPUTS",
+        metavar="FOLDER",
         help="Folder for tiles, arrays and figures. Default: the one the plan records; another is refused.",
         show_default=False,
     ),
@@ -35,6 +40,7 @@ PlanOutputsOption = Annotated[
     typer.Option(
         "--outputs",
         envvar="JOBRUNNER_OUTPUTS",
+        metavar="FOLDER",
         help="Folder for tiles, arrays and figures; the plan records it, and every later command uses it. "
         "One spool per outputs folder. Default: outputs/ for a new spool, else the folder its plan records.",
         show_default=False,
@@ -43,12 +49,14 @@ PlanOutputsOption = Annotated[
 
 SerialOutputsOption = Annotated[
     Path,
-    typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", help="Folder for arrays and figures."),
+    typer.Option("--outputs", envvar="JOBRUNNER_OUTPUTS", metavar="FOLDER", help="Folder for arrays and figures."),
 ]
 
 StepOption = Annotated[
     Optional[float],
-    typer.Option("--step", help="The lab's grid: spacing of x and y (default 0.001).", show_default=False),
+    typer.Option(
+        "--step", metavar="SPACING", help="The lab's grid: spacing of x and y (default 0.001).", show_default=False
+    ),
 ]
 
 ExtentOption = Annotated[
@@ -88,6 +96,7 @@ KernelOption = Annotated[
     str,
     typer.Option(
         "--kernel",
+        metavar="loop|numpy|sphere|quake|MODULE:FUNCTION",
         help="loop (the lab's point-by-point loop), numpy (the same bits, ~300x faster), sphere (a buried "
         "sphere's gravity), quake (an earthquake-location misfit over x, y, depth; --pointwise), or "
         "package.module:function (a module in the folder where you run `plan` is found). See `jobrunner kernels`.",
@@ -108,10 +117,12 @@ PointwiseOption = Annotated[
     ),
 ]
 
-SigmaOption = Annotated[float, typer.Option("--sigma", help="Width of the Gaussian.")]
 
 RetriesOption = Annotated[
-    int, typer.Option("--retries", help="Run a job whose kernel raised this many more times before leaving it failed.")
+    int,
+    typer.Option(
+        "--retries", metavar="N", help="Run a job whose kernel raised this many more times before leaving it failed."
+    ),
 ]
 
 RetryFailedOption = Annotated[

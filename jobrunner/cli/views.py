@@ -26,6 +26,7 @@ from rich.text import Text
 
 from jobrunner.drain import WorkSummary
 from jobrunner.records import DONE, FAILED, RUNNING
+from jobrunner.spool import Spool
 from jobrunner.stopping import Deadline, run_deadline
 from jobrunner.vocabulary import STATE_LOOKS
 
@@ -52,7 +53,7 @@ def watch_spool(the_spool, interval: float) -> None:
     from rich.live import Live
 
     from jobrunner.figures import save_tile_map
-    from jobrunner.status import state_map
+    from jobrunner.status import tile_map
     from jobrunner.timeline import timeline
 
     the_spool.check_outputs()  # never make a moved-away outputs folder again: reduce would requeue everything
@@ -67,7 +68,8 @@ def watch_spool(the_spool, interval: float) -> None:
         workers = Table("worker", "started by", "current tile", "tiles done", "tiles/min", box=None)
         for worker in run.workers:
             live = (worker.host, worker.pid) in current
-            rate = 60 * worker.tiles_done / run.span if run.span > 0 else 0
+            lived = worker.lived(run.end)  # its own lifetime: a worker started late is not slow
+            rate = 60 * worker.tiles_done / lived if lived > 0 else 0
             workers.add_row(
                 worker.name,
                 worker.via,
@@ -77,15 +79,9 @@ def watch_spool(the_spool, interval: float) -> None:
                 style=None if live else "dim",
             )
         parts = [Text(f"{the_spool.plan.describe()}, spool {the_spool.paths.spool}"), counts_table(counts), workers]
-        squares = state_map(the_spool.plan, states)
-        if max(len(squares), len(squares[0])) <= TERMINAL_MAP_SIDE:
-            tile_map = Text()
-            for row in squares:
-                for state in row:
-                    look = STATE_LOOKS[state]
-                    tile_map.append(look.mark, style=look.style)
-                tile_map.append("\n")
-            parts.append(tile_map)
+        drawn = tile_map(the_spool.plan, states)
+        if max(len(drawn.rows), len(drawn.rows[0])) <= TERMINAL_MAP_SIDE:
+            parts.append(tile_map_text(drawn))
         done = counts[DONE] + counts[FAILED] == len(states)
         return Group(*parts), states, counts, done
 
@@ -96,8 +92,8 @@ def watch_spool(the_spool, interval: float) -> None:
                 view, states, counts, done = snapshot()
                 live.update(view, refresh=True)
                 if done or time.monotonic() - last_map > 5:
-                    title = f"{counts[DONE]} done, {counts[RUNNING]} running, {counts[FAILED]} failed of {len(states)}"
-                    save_tile_map(the_spool.plan, states, title, target)
+                    what = f"{counts[DONE]} done, {counts[RUNNING]} running, {counts[FAILED]} failed of {len(states)}"
+                    save_tile_map(the_spool.plan, states, what, target)
                     last_map = time.monotonic()
                 if done:
                     break
@@ -107,19 +103,62 @@ def watch_spool(the_spool, interval: float) -> None:
     out.print(f"wrote {target}")
 
 
-def report_summary(summary: WorkSummary, who: str) -> None:
+def tile_map_text(drawn) -> Text:
+    """A :class:`jobrunner.status.TileMap` as marks, one a tile, the way ``tiles.png`` draws it:
+    the first axis across, the second up, each named at its arrow."""
+    text = Text(f"↑ {drawn.up}\n" if drawn.up else "")
+    for row in drawn.rows:
+        text.append("│ ")
+        for state in row:
+            look = STATE_LOOKS[state]
+            text.append(look.mark, style=look.style)
+        text.append("\n")
+    text.append("└" + "─" * (len(drawn.rows[0]) + 1) + f"→ {drawn.across}\n")
+    return text
+
+
+#: At most this many failed jobs are named at the end of a run; `status` lists them all.
+FAILED_LISTED = 10
+
+
+def count_of(number: int, noun: str) -> str:
+    """``1 tile``, ``2 tiles``: English plurals of the nouns the views count (all take an s)."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def report_summary(summary: WorkSummary, who: str, spool: Spool) -> None:
+    """The last lines of ``work`` and ``supervise``: what this run did, and what is left to do."""
+    paths = spool.paths
+    if summary.already_finished:
+        again = paths.command("plan", *spool.plan.arguments(), "--replace")
+        out.print(
+            f"{who}: nothing to do, the spool was already finished ({summary.total}/{summary.total} tiles of plan "
+            f"{spool.plan.id} done): `{paths.command('reduce')}` stitches them; to compute them again (to time "
+            f"another way of running, say), plan them anew: `{again}`",
+            highlight=False,
+        )
+        return
     line = (
-        f"{who}: computed {summary.done_here} tiles in {summary.seconds:.1f} s; "
+        f"{who}: computed {count_of(summary.done_here, 'tile')} in {summary.seconds:.1f} s; "
         f"spool {summary.done}/{summary.total} done"
     )
     if summary.busy:
-        line += f", {summary.busy} claims skipped (held by other workers)"
+        line += f", {count_of(summary.busy, 'claim')} skipped (held by other workers)"
     if summary.failed:
-        err.print(f"[red]{line}, {len(summary.failed)} failed[/red]: see `jobrunner status`", soft_wrap=True)
+        err.print(f"[red]{line}, {len(summary.failed)} failed for good:[/red]", highlight=False)
+        for job_id, why in list(summary.failed.items())[:FAILED_LISTED]:
+            err.print(f"  {job_id}: {why}", highlight=False, markup=False)
+        more = len(summary.failed) - FAILED_LISTED
+        err.print(
+            (f"  and {more} more; " if more > 0 else "  ")
+            + f"`{paths.command('status')}` lists them, `{paths.command('work', '--retry-failed')}` runs them again",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(1)
-    out.print(line, soft_wrap=True)
+    out.print(line, highlight=False)
     if summary.stopped and summary.done < summary.total:
-        out.print(f"stopped claiming: {summary.stopped}", soft_wrap=True, highlight=False)
+        out.print(f"stopped claiming: {summary.stopped}", highlight=False)
 
 
 class RateColumn(ProgressColumn):
