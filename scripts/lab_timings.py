@@ -27,24 +27,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from scale_study import busy_cpu_seconds, children_cpu_seconds
+from scale_study import children_cpu_seconds, cpu_seconds
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def timed(what: str, command: str, folder: Path) -> subprocess.CompletedProcess:
     """Run ``command`` in bash in ``folder``; print how long it took and how busy the machine was."""
-    load, machine, ours = os.getloadavg()[0], busy_cpu_seconds(), children_cpu_seconds()
+    load, (machine, steal), ours = os.getloadavg()[0], cpu_seconds(), children_cpu_seconds()
     started = time.perf_counter()
     result = subprocess.run(["bash", "-c", f"set -euo pipefail\n{command}"], cwd=folder, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    others = max((busy_cpu_seconds() - machine) - (children_cpu_seconds() - ours), 0.0)
+    machine_after, steal_after = cpu_seconds()
+    others = max((machine_after - machine) - (children_cpu_seconds() - ours), 0.0)
     if result.returncode != 0:
         sys.exit(f"{what} failed:\n{result.stdout}\n{result.stderr}")
     cpus = len(os.sched_getaffinity(0))
     print(
         f"{what}: {wall:.1f} s (load average {load:.2f} before; other processes used {others:.1f} of "
-        f"{wall * cpus:.0f} CPU-seconds)",
+        f"{wall * cpus:.0f} CPU-seconds, the hypervisor took {steal_after - steal:.1f})",
         flush=True,
     )
     return result
