@@ -70,6 +70,8 @@ def main() -> None:
             f"{jobrunner} plan --replace\n{jobrunner} supervise\n{jobrunner} reduce",
             clone,
         )
+        if args.figures:  # before the timeline run's plan replaces this one, and its products go with it
+            shutil.copyfile(clone / "outputs" / "stitched.png", args.figures / "stitched.png")
         serial = timed("jobrunner serial --step 0.001", f"{jobrunner} serial --step 0.001", clone)
         print("  " + serial.stdout.splitlines()[0])
         timeline = timed(
@@ -80,8 +82,7 @@ def main() -> None:
         )
         print("\n".join("  " + line for line in timeline.stdout.splitlines()))
         if args.figures:
-            for name in ("stitched.png", "timeline.png"):
-                shutil.copyfile(clone / "outputs" / name, args.figures / name)
+            shutil.copyfile(clone / "outputs" / "timeline.png", args.figures / "timeline.png")
             print(f"copied stitched.png (of the main job) and timeline.png into {args.figures}")
 
 
