@@ -31,6 +31,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobrunner.wording import count_of
+
 
 @dataclass(frozen=True)
 class CpuCount:
@@ -43,8 +45,8 @@ class CpuCount:
         if self.physical is None:
             cores = "physical cores unknown"
         else:
-            cores = f"on {self.physical} physical core{'s' * (self.physical != 1)}"
-        return f"{self.count} logical CPU{'s' * (self.count != 1)} from {self.source}, {cores}"
+            cores = f"on {count_of(self.physical, 'physical core')}"
+        return f"{count_of(self.count, 'logical CPU')} from {self.source}, {cores}"
 
 
 def usable_cpus(environ: dict[str, str] | None = None) -> CpuCount:
@@ -73,7 +75,8 @@ def _affinity() -> set[int] | None:
 def _positive_int(text: str) -> int | None:
     """A Slurm count: ``4``; ``SLURM_CPUS_ON_NODE`` is a plain number too.  None for anything else."""
     text = text.strip()
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    # isdecimal, not isdigit: "²" is a digit that int() refuses
+    return int(text) if text.isascii() and text.isdecimal() and int(text) > 0 else None
 
 
 def _physical_cores(cpus: set[int] | None) -> int | None:
@@ -82,10 +85,11 @@ def _physical_cores(cpus: set[int] | None) -> int | None:
         return None
     cores = set()
     for cpu in cpus:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        # The CPUs that share this one's core (itself, and its hyperthread siblings): one entry per
+        # core.  Not (package, core_id): core ids may repeat across dies on some machines.
         try:
-            package, core = (topology / "physical_package_id").read_text(), (topology / "core_id").read_text()
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
         except OSError:
             return None
-        cores.add((package.strip(), core.strip()))
+        cores.add(siblings.strip())
     return len(cores)

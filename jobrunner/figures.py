@@ -7,6 +7,7 @@ Large fields are decimated to about screen size before drawing: ``imshow`` of a 
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from dataclasses import dataclass
@@ -22,6 +23,21 @@ from jobrunner.vocabulary import IN_FLIGHT, OUTCOMES, STATE_LOOKS, outcome_meani
 
 #: The longest side, in cells, that a figure draws; larger fields are strided down to this.
 MAX_DRAWN_CELLS = 1200
+
+
+def plain_text(draw):
+    """Draw with every text as written: a figure's titles and notes carry the user's own words
+    (parameters, units, a kernel's error), where matplotlib would take a ``$`` for the start of
+    TeX maths and fail to parse it."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def decimation(shape: tuple[int, ...]) -> int:
@@ -134,6 +150,7 @@ def field_title(plan: Plan, what: str, note: str = "", view: FigureView | None =
     return "\n".join(line for line in lines if line)
 
 
+@plain_text
 def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path, view: FigureView | None = None) -> None:
     """Draw a field over the plan's grid to ``target`` as PNG, atomically.
 
@@ -199,6 +216,7 @@ def _edges(points: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * points[0] - middle[0]], middle, [2 * points[-1] - middle[-1]]])
 
 
+@plain_text
 def save_scale_figure(study, target: Path) -> None:
     """Runtime, speedup and one tile's compute time against workers (log x), each with its ideal, to ``target``.
 
@@ -331,6 +349,7 @@ def timeline_legend(bars: dict[str, list]) -> list[tuple[str, str, str]]:
     ]
 
 
+@plain_text
 def save_timeline_figure(run, title: str, target: Path) -> None:
     """One row per worker, one bar per attempt, coloured by outcome, in seconds since the first
     start; a grey line behind each row spans the worker's lifetime, which its busy % is of."""
@@ -383,6 +402,7 @@ def tile_map_title(plan: Plan, what: str) -> str:
     return "\n".join(lines)
 
 
+@plain_text
 def save_tile_map(plan: Plan, states: dict[str, str], what: str, target: Path) -> None:
     """The plan's tiles over its first two axes, each coloured by its state, to ``target`` as PNG,
     oriented as the terminal's map and the stitched figure (:func:`jobrunner.status.tile_map`):

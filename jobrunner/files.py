@@ -244,15 +244,24 @@ def world_writable_problem(path: Path, role: str, info: os.stat_result | None = 
         f"the {role} folder {path} can be written by every user of this machine (mode {stat.S_IMODE(mode):o}), "
         "so anyone could plant or change its files"
     )
-    if mode & stat.S_ISVTX:
+    owner = (info or path.stat()).st_uid
+    if mode & stat.S_ISVTX and owner != os.geteuid():
         # /tmp, a cluster's /scratch: everyone's shared folder, meant to be world-writable.  Taking
         # o-w from it would break it for every other user (and needs its owner, usually root).
-        own = shlex.quote(str(path / getpass.getuser()))
+        # mktemp, not mkdir of a fixed name, which another user could make first.
+        private = shlex.quote(str(path / f"{_user_name()}-XXXXXX"))
         return (
-            f"{problem}: it is a shared scratch folder (sticky bit, like /tmp); make a folder of your own in it, "
-            f"`mkdir -m 700 {own}` (or -m 2770 to share it with your group), and use a folder in there"
+            f"{problem}: it is a shared scratch folder (sticky bit, like /tmp); make a private folder in it, "
+            f"`mktemp -d {private}`, and use folders in there"
         )
     return f"{problem}: run `chmod o-w {shlex.quote(str(path))}` (use g+w to share it with your group)"
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (a container's --user) and no $USER
+        return str(os.geteuid())
 
 
 def refuse_world_writable(path: Path, role: str, info: os.stat_result | None = None) -> None:

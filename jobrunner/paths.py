@@ -41,6 +41,13 @@ from pathlib import Path
 DEFAULT_SPOOL, DEFAULT_OUTPUTS = Path("jobs"), Path("outputs")
 
 
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:  # deleted under us
+        return None
+
+
 @dataclass(frozen=True)
 class SpoolPaths:
     """The paths of a spool, its outputs folder and, once known, one plan's folders in them.
@@ -133,16 +140,33 @@ class SpoolPaths:
     def command(self, verb: str, *args: str) -> str:
         """``jobrunner VERB ARGS --spool FOLDER``, as a hint or an error suggests it.
 
-        It carries ``--spool`` when this spool is not the default ``jobs/`` of the folder the
-        command runs in, so that it works pasted into the user's shell; never ``--outputs``: every
-        command after ``plan`` takes the one the plan records.  The spool is shown as the user
-        most likely typed it: relative when it is inside the current folder.
+        It carries ``--spool`` unless the command would find this spool without it (``jobs/`` of
+        the current folder, or ``JOBRUNNER_SPOOL``), so that it works pasted into the user's shell;
+        never ``--outputs``: every command after ``plan`` takes the one the plan records.  The spool
+        is shown as the user most likely typed it: relative when it is inside the current folder.
         """
-        here = Path.cwd()
         words = ["jobrunner", verb, *args]
-        if self.spool != here / DEFAULT_SPOOL:
-            words += ["--spool", str(self.spool.relative_to(here) if self.spool.is_relative_to(here) else self.spool)]
+        here = _cwd()  # None if the folder it runs in was deleted: the spool is then given in full
+        default = os.environ.get("JOBRUNNER_SPOOL") or DEFAULT_SPOOL
+        if here is None or self.spool != here / default:
+            shown = self.spool.relative_to(here) if here and self.spool.is_relative_to(here) else self.spool
+            # "./" before a name that starts with "-", which would read as an option
+            words += ["--spool", str(shown) if shown.is_absolute() or not str(shown).startswith("-") else f"./{shown}"]
         return shlex.join(words)
+
+    def replan_command(self, plan) -> str:
+        """The ``jobrunner plan ... --replace`` that plans ``plan`` again, from scratch, into this spool.
+
+        A kernel in a module of the user's own folder is found from the folder where ``plan`` runs:
+        the command then starts with ``cd`` there (the spool given in full), or it could plan
+        another module of the same name, or none.
+        """
+        command = self.command("plan", *plan.arguments(), "--replace")
+        folder = plan.kernel_folder
+        if not folder or _cwd() == Path(folder):
+            return command
+        in_full = shlex.join(["jobrunner", "plan", *plan.arguments(), "--replace", "--spool", str(self.spool)])
+        return f"cd {shlex.quote(str(folder))} && {in_full}"
 
     # -- Slurm: the batch script and one log per array task --------------------------------------
     @cached_property

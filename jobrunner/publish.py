@@ -313,7 +313,7 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
     if not paths.outputs.is_dir():
         raise JobRunnerError(
             f"the outputs folder {paths.outputs} that the plan records is missing (moved or deleted?): "
-            f"move it back, or `{paths.command('plan', *manifest.plan.arguments(), '--replace')}` to compute "
+            f"move it back, or `{paths.replan_command(manifest.plan)}` to compute "
             "everything again"
         )
     owner = _read_owner(paths)
@@ -325,7 +325,7 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
         raise JobRunnerError(
             f"the outputs folder {paths.outputs} belongs to {whose}, not to this spool {paths.spool} "
             f"(plan {manifest.plan.id}): if that spool is gone, run the same `jobrunner plan` again to take the "
-            f"folder back; else `{paths.command('plan', *manifest.plan.arguments(), '--replace')} --outputs FOLDER` "
+            f"folder back; else `{paths.replan_command(manifest.plan)} --outputs FOLDER` "
             "with a folder of its own"
         )
 

@@ -53,6 +53,7 @@ from jobrunner.grid import Grid, Tile
 from jobrunner.plan import Plan
 from jobrunner.spool import Spool
 from jobrunner.vocabulary import AttemptOutcome
+from jobrunner.wording import count_of
 
 #: The lab's grid at this step is 4 to 5 s of the loop kernel on the 2-CPU machine here: big
 #: enough that the tiles' overhead (about 3 ms each, 36 tiles) is a few per cent of it, small enough
@@ -144,8 +145,9 @@ class ScaleStudy:
         return len(self.plan.tiles())
 
     def ideal_speedup(self, workers: int) -> float:
-        """N workers are at best N times faster, and never faster than all the CPUs together."""
-        return float(min(workers, self.cpus.count))
+        """N workers are at best N times faster, never faster than all the CPUs together, and never
+        busier than there are tiles to share among them."""
+        return float(min(workers, self.cpus.count, self.tiles))
 
     def ideal_seconds(self, workers: int) -> float:
         return self.serial_seconds / self.ideal_speedup(workers)
@@ -207,7 +209,8 @@ class ScaleStudy:
         if overhead is not None and outside is not None:
             noise = " (below the timing noise)" if overhead <= 0 else ""
             lines.append(
-                f"overhead of one tile ({self.tiles} tiles of {self.serial_tile_seconds * 1000:.3g} ms serially): "
+                f"overhead per tile, the run's fixed costs included ({count_of(self.tiles, 'tile')} of "
+                f"{self.serial_tile_seconds * 1000:.3g} ms serially): "
                 f"{outside * 1000:.1f} ms outside the tiles' attempts in the 1-worker runs (records); "
                 f"{overhead * 1000:.1f} ms from 1-worker median minus serial median{noise}"
             )
@@ -221,7 +224,7 @@ class ScaleStudy:
         for row in self.rows:
             if self.flags(row):
                 lines.append(
-                    f"flagged: {row.workers} worker{'s' * (row.workers != 1)}, speedup {self.speedup(row):.2f} "
+                    f"flagged: {count_of(row.workers, 'worker')}, speedup {self.speedup(row):.2f} "
                     f"({', '.join(self.flags(row))}): beyond the ideal, so timing noise (a slow serial run) or "
                     "caches (a tile fits where the whole grid did not)"
                 )
@@ -270,7 +273,7 @@ class ScaleEvent:
 
 def _spread(seconds: list[float]) -> str:
     low, high = min(seconds), max(seconds)
-    runs = f"{len(seconds)} run{'s' * (len(seconds) != 1)}"
+    runs = count_of(len(seconds), "run")
     return f"{statistics.median(seconds):.2f} s, median of {runs} (min {low:.2f}, max {high:.2f})"
 
 
@@ -417,7 +420,7 @@ def run_scale(
     workers = sorted(set(workers or default_workers(cpus.count)))
     plan = probe_kernel(Plan(grid, tiles or auto_tiling(grid.shape, workers), kernel, params or {}))
     emit = on_event or (lambda event: None)
-    worker_bytes = measure_worker_memory(plan)
+    worker_bytes = _kernel_runs(measure_worker_memory, plan, "on a 64 x 64 tile in a pool process")
     memory = min(available_memory(), memory_limit or available_memory())
     study = ScaleStudy(plan, cpus, [], worker_bytes, memory)
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -429,7 +432,7 @@ def run_scale(
     # machine a burst of someone else's work then spoils one run of several counts, which their
     # medians discard, rather than every run of one count.
     for _ in range(repeat):
-        study.serial.append(time_serial(plan))
+        study.serial.append(_kernel_runs(time_serial, plan, "on the whole grid, serially"))
         emit(ScaleEvent("serial", seconds=study.serial[-1]))
         for row in study.rows:
             try:
@@ -442,6 +445,17 @@ def run_scale(
     return study
 
 
+def _kernel_runs(call: Callable[[Plan], float], plan: Plan, where: str):
+    """``call(plan)``, which runs the plan's kernel: a kernel that raises (the user's code, which
+    passed plan's small probe) is one line, not a traceback."""
+    try:
+        return call(plan)
+    except (JobRunnerError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:
+        raise JobRunnerError(f"kernel {plan.kernel} failed {where}: {type(error).__name__}: {error}") from None
+
+
 def rows_that_fit(
     workers: list[int], tiles: int, worker_bytes: int, memory_bytes: int, open_files: int
 ) -> tuple[list[ScaleRow], str | None]:
@@ -450,7 +464,7 @@ def rows_that_fit(
     for count in workers:
         verdict = descriptor_verdict(count, open_files) or memory_verdict(count, worker_bytes, memory_bytes)
         if verdict:
-            return rows, f"stopped before {count} worker{'s' * (count != 1)}: {verdict}"
+            return rows, f"stopped before {count_of(count, 'worker')}: {verdict}"
         rows.append(ScaleRow(count, note=f"only {tiles} tiles: the pool is capped at that" if count > tiles else ""))
     return rows, None
 
@@ -460,4 +474,4 @@ def stop_at(study: ScaleStudy, row: ScaleRow, error: str) -> None:
     earlier round may have timed them, but "it breaks at N" is the finding)."""
     row.outcome, row.note = "failed", error
     study.rows = study.rows[: study.rows.index(row) + 1]
-    study.stop_reason = f"stopped at {row.workers} worker{'s' * (row.workers != 1)}: the run failed ({error})"
+    study.stop_reason = f"stopped at {count_of(row.workers, 'worker')}: the run failed ({error})"

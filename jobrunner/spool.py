@@ -166,7 +166,7 @@ class Spool:
             raise JobRunnerError(
                 f"the spool {paths.spool} names plan {manifest.plan.id}, whose folder {paths.plan_folder()} is "
                 "missing (a `jobrunner plan` killed while publishing it?): plan again with --replace "
-                f"(`{paths.command('plan', *manifest.plan.arguments(), '--replace')}`)"
+                f"(`{paths.replan_command(manifest.plan)}`)"
             )
         for folder in (paths.plans, paths.specs, paths.locks, paths.records):
             refuse_world_writable(folder, f"spool's {folder.name}")
@@ -248,7 +248,7 @@ class Spool:
         """Refuse to compute with kernel code other than the plan's (edited since it was planned)."""
         here = self.code_here
         if here != self.plan.code:
-            again = self.paths.command("plan", *self.plan.arguments(), "--replace")
+            again = self.paths.replan_command(self.plan)
             raise JobRunnerError(
                 f"kernel {self.plan.kernel}: its code here ({here}) is not the code plan {self.plan.id} was made "
                 f"with ({self.plan.code}), so it was edited since `jobrunner plan`; this worker claims nothing: "

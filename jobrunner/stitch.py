@@ -36,6 +36,7 @@ from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
 from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
 from jobrunner.vocabulary import AttemptOutcome
+from jobrunner.wording import count_of
 from jobrunner.writer import Writer, writer_tag
 
 #: How many job ids an error message lists before it gives a count.
@@ -328,7 +329,7 @@ def reduce(
             preview = _stitch(spool, done, partial_array, bool(unfinished), checked, view, writer)
         # One count per line, and they add up: "stitched from 12 of 16 tiles" over "PARTIAL: 4 missing".
         stitched = f"{len(done)} of {len(statuses)}" if missing else f"{len(statuses)}"
-        note = f"PARTIAL: {len(missing)} tile{'s' * (len(missing) != 1)} missing, drawn grey" if missing else ""
+        note = f"PARTIAL: {count_of(len(missing), 'tile')} missing, drawn grey" if missing else ""
         title = field_title(spool.plan, f"stitched from {stitched} tiles", note, view)
         save_field_figure(preview, spool.plan, title, partial_figure, view)
         spool.check_current()  # a reduce of a plan replaced while it stitched puts nothing in place

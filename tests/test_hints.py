@@ -1,7 +1,11 @@
 """What the user is told to do next is true of their run: the commands it suggests carry their own
 spool, work pasted into their shell, and the end of a run names what is left to do."""
 
+import json
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,22 @@ import pytest
 from jobrunner.paths import SpoolPaths
 
 STEP = "0.1"  # a 40 x 40 grid
+
+
+@pytest.fixture
+def project(project):
+    """The project, its folders passed as --spool and --outputs, not in the environment: as a user
+    who types them (with JOBRUNNER_SPOOL set, a hint rightly leaves --spool out)."""
+    for variable in ("JOBRUNNER_SPOOL", "JOBRUNNER_OUTPUTS"):
+        project.env.pop(variable)
+    run = project.run
+
+    def run_with_folders(*args, **kwargs):
+        folders = ["--spool", project.spool] + (["--outputs", project.outputs] if args[0] == "plan" else [])
+        return run(*args, *folders, **kwargs)
+
+    project.run, project.run_as_typed = run_with_folders, run
+    return project
 
 
 def suggested(text: str, verb: str) -> list[str]:
@@ -29,6 +49,11 @@ def test_a_hint_names_the_spool_only_when_it_is_not_the_default(tmp_path, monkey
     )
     elsewhere = tmp_path.parent / "elsewhere"
     assert shlex.split(SpoolPaths(elsewhere, "o").command("status"))[-1] == str(elsewhere)
+    monkeypatch.setenv("JOBRUNNER_SPOOL", str(elsewhere))  # pasted where that is set, it finds the spool itself
+    assert SpoolPaths(elsewhere, "o").command("status") == "jobrunner status"
+    assert "--spool" in SpoolPaths("jobs", "o").command("status"), "./jobs is no longer the default there"
+    monkeypatch.delenv("JOBRUNNER_SPOOL")
+    assert SpoolPaths("-odd", "o").command("status").endswith("--spool ./-odd")  # not read as an option
     monkeypatch.chdir(tmp_path.parent)  # the same spool, seen from the folder above: no longer the default
     assert shlex.split(SpoolPaths(tmp_path / "jobs", "o").command("status"))[-2:] == [
         "--spool",
@@ -71,9 +96,12 @@ def test_a_finished_spool_says_so_and_how_to_compute_it_again(project):
     assert suggested(again.stdout, "reduce")[-2:] == ["--spool", project.spool.name]
     replan = suggested(again.stdout, "plan")
     assert "--replace" in replan
-    old_plan = project.plan_id
-    project.run(*replan[1:])  # the suggestion, pasted: a new plan of the same grid, nothing done yet
-    assert project.plan_id != old_plan and project.records() == {}
+    before = json.loads((project.spool / "plan.json").read_text())
+    project.run_as_typed(*replan[1:])  # the suggestion, pasted: a new plan, nothing done yet...
+    after = json.loads((project.spool / "plan.json").read_text())
+    assert after["id"] != before["id"] and project.records() == {}
+    same = ("code", "axes", "shape", "tiles", "kernel", "pointwise", "kernel_folder", "params", "fields", "units")
+    assert {key: after[key] for key in same} == {key: before[key] for key in same}  # ...of the same computation
     project.run("work")
     project.run("reduce")
     assert project.load("stitched.npy").shape == (40, 40)
@@ -86,3 +114,24 @@ def test_reduce_of_a_spool_not_started_suggests_starting_workers_on_it(project):
     assert suggested(result.stderr, "supervise")[-2:] == ["--spool", project.spool.name]
     assert suggested(result.stderr, "reduce")[-3:] == ["--partial", "--spool", project.spool.name]
     assert not Path(project.outputs / "stitched.npy").exists()
+
+
+def test_a_replan_hint_for_a_kernel_of_ones_own_folder_plans_it_from_there(project, tmp_path, monkeypatch):
+    from jobrunner.spool import Spool
+
+    (project.root / "my_misfit.py").write_text("def misfit(x, y):\n    return x + 0 * y\n")
+    project.env["PYTHONPATH"] = ""  # found as a module of the folder `plan` runs in, as a user's is
+    project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "my_misfit:misfit")
+    before = json.loads((project.spool / "plan.json").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "my_misfit.py").write_text("def misfit(x, y):\n    return x - y\n")  # another module, same name
+    monkeypatch.chdir(elsewhere)
+    hint = Spool.open(project.spool).paths.replan_command(Spool.open(project.spool).plan)
+    assert hint.startswith("cd ")
+    bin_folder = Path(sys.executable).parent
+    env = {**project.env, "PATH": f"{bin_folder}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", hint], cwd=elsewhere, env=env, check=True, capture_output=True)
+    after = json.loads((project.spool / "plan.json").read_text())
+    assert after["id"] != before["id"] and after["code"] == before["code"]  # the user's module, not the other
+    assert after["kernel_folder"] == before["kernel_folder"] == str(project.root)

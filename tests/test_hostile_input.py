@@ -128,3 +128,18 @@ def test_a_spool_disk_that_fills_up_under_a_worker_gets_one_line(project, mode, 
         plan(project)
         project.env["JOBRUNNER_LOCK"] = mode
         assert_one_line_error(project.run("work", check=False), fragment, "the disk is full")
+
+
+@pytest.mark.parametrize("text", ["[bold]mGal[/]", "m$_$", "a[/]b"])
+def test_rich_markup_and_tex_in_the_users_words_are_printed_and_drawn_as_written(project, text):
+    """Units, folders and errors are the user's words: rich would read [...] as styles (dropping
+    them, or raising on [/]) and matplotlib $...$ as maths (failing to parse)."""
+    spool = project.root / f"spool {text}"
+    result = project.run("plan", "--step", STEP, "--tiles", "1x2", "--kernel", "numpy", "--unit", f"x={text}",
+                         "--spool", spool)  # fmt: skip
+    assert text in result.stdout and "next:" in result.stdout
+    project.run("work", "--spool", spool)
+    for command in ("reduce", "report", "status"):
+        shown = project.run(command, "--spool", spool)
+        assert "Traceback" not in shown.stderr
+    assert "x=" + text in project.run("work", "--spool", spool).stdout  # the re-plan hint keeps the unit whole

@@ -487,21 +487,31 @@ def test_a_world_writable_spool_or_outputs_is_refused_and_a_group_shared_one_is_
     assert "problem" not in project.run("doctor").stderr
 
 
+def test_a_sticky_folder_of_ones_own_gets_chmod_advice(tmp_path):
+    from jobrunner.files import world_writable_problem
+
+    tmp_path.chmod(0o1777)
+    assert "chmod o-w" in world_writable_problem(tmp_path, "spool") and "mktemp" not in world_writable_problem(
+        tmp_path, "spool"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to make a sticky folder owned by someone else as /tmp is")
 def test_a_shared_scratch_folder_is_refused_with_advice_to_make_a_private_one_in_it(project, tmp_path):
-    scratch = tmp_path / "scratch"  # like /tmp or a cluster's /scratch: everyone's, sticky
-    scratch.mkdir(mode=0o1777)
-    scratch.chmod(0o1777)
+    scratch = tmp_path / "scratch"  # like /tmp or a cluster's /scratch: everyone's, sticky, not ours
+    for folder in (scratch, scratch / "run"):
+        folder.mkdir(mode=0o777)
+        folder.chmod(0o1777)
+        os.chown(folder, 65534, 65534)  # nobody's
     for option in ("--spool", "--outputs"):
         folder = scratch / "run" if option == "--spool" else scratch
-        if option == "--spool":
-            folder.mkdir(mode=0o777)
-            folder.chmod(0o1777)
         refused = project.run("plan", "--step", STEP, option, folder, check=False)
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
-        assert "shared scratch folder" in refused.stderr and "mkdir -m 700" in refused.stderr
+        assert "shared scratch folder" in refused.stderr and "mktemp -d" in refused.stderr
         assert "chmod" not in refused.stderr, "never advise taking o-w from everyone's folder"
-        private = re.search(r"`mkdir -m 700 (\S+)`", refused.stderr).group(1)
-        assert Path(private).parent == folder
+        template = re.search(r"`mktemp -d (\S+)`", refused.stderr).group(1)
+        private = Path(subprocess.run(["mktemp", "-d", template], capture_output=True, text=True).stdout.strip())
+        assert private.parent == folder and oct(private.stat().st_mode & 0o777) == "0o700"  # the advice works
     assert not any(scratch.rglob("*.json")), "nothing was planned into it"
 
 

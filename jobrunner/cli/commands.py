@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -40,18 +39,19 @@ from jobrunner.cli.options import (
 from jobrunner.cli.signals import interruptible
 from jobrunner.cli.views import (
     announced_deadline,
-    count_of,
     counts_table,
     err,
     out,
     progress_bar,
     report_summary,
+    styled,
     watch_spool,
 )
 from jobrunner.errors import JobRunnerError
 from jobrunner.grid import Grid, field_units, grid_from_options, parse_tiling, parse_units
 from jobrunner.kernels import local_kernel_folder, params_from_options
 from jobrunner.plan import Plan
+from jobrunner.wording import count_of
 
 #: The help lists the commands in these panels, each in the order of the file: the lab's first.
 LAB, LOOK, CLUSTER = "The lab's path", "Looking inside", "On a cluster"
@@ -277,6 +277,7 @@ def supervise(
         who = f"supervisor with {label}" + (
             f", one per CPU this run may use ({cpus.describe()})" if workers is None else ""
         )
+        workers = cpus.count if workers is None else workers  # the pool is the size the label says
     started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
     deadline = announced_deadline(max_time, started)
@@ -397,7 +398,7 @@ def kernels() -> None:
             f"{p}={d!r}" if d is not inspect.Parameter.empty else f"{p} (required)" for p, d in taken.items()
         )
         how = ", one cell at a time: pass --pointwise" if getattr(function, "pointwise", False) else ""
-        out.print(f"[bold]{name}[/]  ({reference})  {summary}", highlight=False)
+        out.print(styled((name, "bold"), f"  ({reference})  {summary}"), highlight=False)
         out.print(f"    axes: {', '.join(axes)}{how}; parameters: {params or 'none'}", highlight=False)
     out.print(
         "Your own: --kernel module:function, a function of the axes by name (x, y, or those of --axis) and its "
@@ -436,7 +437,7 @@ def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
     for line in d.advice:
         out.print(f"advice: {line}", highlight=False)
     for problem in d.problems:
-        err.print(f"[red]problem:[/red] {problem}", highlight=False)
+        err.print(styled(("problem:", "red"), f" {problem}"), highlight=False)
     if d.problems:
         raise typer.Exit(1)
 
@@ -483,7 +484,7 @@ def reduce(
     for note in result.notes:
         out.print(Text.assemble(("note: ", "yellow"), note))  # not markup: [netcdf] is no style
     if result.missing:
-        out.print(f"[yellow]partial:[/yellow] {count_of(len(result.missing), 'tile')} missing, stored as NaN")
+        out.print(styled(("partial:", "yellow"), f" {count_of(len(result.missing), 'tile')} missing, stored as NaN"))
 
 
 @app.command(rich_help_panel=LOOK)
@@ -526,24 +527,22 @@ def status(
         out.print(f"locks: {report.locking.mode} ({report.locking.reason})", highlight=False)
     out.print(counts_table(report.counts))
     if report.draining:
+        resume = the_spool.paths.command("resume")
         out.print(
-            "  [yellow]draining[/yellow]: workers exit after their current tile; "
-            f"`{the_spool.paths.command('resume')}` undoes it",
+            styled("  ", ("draining", "yellow"), f": workers exit after their current tile; `{resume}` undoes it"),
             highlight=False,
         )
     for job in report.running:
-        line = f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s"
+        line = styled(f"  running {job.id} on {job.host} pid {job.pid} ({job.via}) for {job.seconds:.0f} s")
         if job.stopped:
-            line += f"  [yellow]stopped[/yellow]: {job.advice}"
+            line.append_text(styled("  ", ("stopped", "yellow"), f": {job.advice}"))
         elif job.overdue:
-            line += (
-                f"  [yellow]overdue[/yellow]: finished tiles took {report.median_tile_seconds:.1f} s (median); "
-                f"{job.advice}"
-            )
+            took = f": finished tiles took {report.median_tile_seconds:.1f} s (median); {job.advice}"
+            line.append_text(styled("  ", ("overdue", "yellow"), took))
         out.print(line, highlight=False)
     for job in report.failed:
         out.print(
-            f"  [red]failed[/red] {job.id} after {count_of(job.attempts, 'attempt')}: {escape(job.error)}",
+            styled("  ", ("failed", "red"), f" {job.id} after {count_of(job.attempts, 'attempt')}: {job.error}"),
             highlight=False,
         )
     if report.failed:
@@ -584,7 +583,11 @@ def scale(
     ] = None,
     kernel: Annotated[
         str,
-        typer.Option("--kernel", metavar="loop|numpy|MODULE:FUNCTION", help="loop, numpy or package.module:function."),
+        typer.Option(
+            "--kernel",
+            metavar="loop|numpy|sphere|MODULE:FUNCTION",
+            help="The kernel to time over the lab's 2-D grid: a built-in one (see `jobrunner kernels`) or your own.",
+        ),
     ] = "loop",
     param: ParamOption = None,
     repeat: Annotated[
@@ -628,16 +631,18 @@ def scale(
         nonlocal done
         if event.what in ("serial", "run"):
             done += 1
-            label = "serial" if event.what == "serial" else f"{event.workers} worker{'s' * (event.workers != 1)}"
+            label = "serial" if event.what == "serial" else count_of(event.workers, "worker")
             err.print(f"  [{done:>{len(str(total))}}/{total}] {label:>11}: {event.seconds:.2f} s", highlight=False)
         else:
-            err.print(f"  [yellow]{event.message}[/yellow]")
+            err.print(styled("  ", (event.message, "yellow")), highlight=False)
 
     tiling = parse_tiling(tiles) if tiles else None
     params = params_from_options(param, None)
     study = run_scale(grid, counts, tiling, kernel, repeat, limit, on_event=on_event, params=params)
     csv_path, figure_path = paths.product("scale.csv"), paths.product("scale.png")
     write_text(csv_path, study.to_csv())
+    if not any(row.seconds for row in study.rows):  # nothing to draw: a study that failed at its first count
+        raise JobRunnerError(f"{study.stop_reason}: no worker count was timed (its row is in {csv_path})")
     save_scale_figure(study, figure_path)
     out.print(f"{'workers':>7} {'median s':>9} {'speedup':>8} {'ideal':>6} {'tile ms':>8}  flags", highlight=False)
     for row in (row for row in study.rows if row.seconds):
@@ -652,7 +657,7 @@ def scale(
     best = min((row for row in study.rows if row.seconds), key=lambda row: row.median, default=None)
     if best:
         out.print(
-            f"fastest: {best.workers} worker{'s' * (best.workers != 1)}, {best.median:.2f} s, "
+            f"fastest: {count_of(best.workers, 'worker')}, {best.median:.2f} s, "
             f"speedup {study.speedup(best):.2f} over serial "
             f"({study.serial_seconds:.2f} s) on {study.cpus.describe()}",
             highlight=False,
@@ -713,5 +718,5 @@ def main() -> None:
     try:
         app()
     except JobRunnerError as error:
-        err.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        err.print(styled(("error:", "red"), f" {error}"), soft_wrap=True, highlight=False)
         raise SystemExit(1) from None

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import typer
 
-from jobrunner.cli.views import err
+from jobrunner.cli.views import err, styled
 
 
 @contextmanager
@@ -28,7 +28,7 @@ def interruptible():
         yield
     except KeyboardInterrupt:
         name = "SIGTERM" if received[0] == signal.SIGTERM else "interrupted"
-        err.print(f"[yellow]{name}[/yellow]: finished tiles are kept; the jobs in flight are claimable again")
+        err.print(styled((name, "yellow"), ": finished tiles are kept; the jobs in flight are claimable again"))
         raise typer.Exit(128 + received[0]) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -29,9 +29,19 @@ from jobrunner.records import DONE, FAILED, RUNNING
 from jobrunner.spool import Spool
 from jobrunner.stopping import Deadline, run_deadline
 from jobrunner.vocabulary import STATE_LOOKS
+from jobrunner.wording import count_of
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# markup=False: what the views print is full of the user's own text (folder names, parameters,
+# units such as [mGal], kernels' error messages), which rich would read as styles, dropping words
+# or raising MarkupError.  A styled word is made explicitly, with :func:`styled`.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Plain strings and ``(text, style)`` pairs, as one line: ``styled(("error:", "red"), " ", message)``."""
+    return Text.assemble(*parts)
+
 
 #: Plans up to this many tiles a side get a tile map in the terminal.
 TERMINAL_MAP_SIDE = 60
@@ -40,7 +50,7 @@ TERMINAL_MAP_SIDE = 60
 def counts_table(counts) -> Table:
     table = Table("state", "jobs", box=None)
     for state, look in STATE_LOOKS.items():
-        table.add_row(f"[{look.style}]{state}[/]", str(counts[state]))
+        table.add_row(Text(state, style=look.style), str(counts[state]))
     return table
 
 
@@ -121,20 +131,23 @@ def tile_map_text(drawn) -> Text:
 FAILED_LISTED = 10
 
 
-def count_of(number: int, noun: str) -> str:
-    """``1 tile``, ``2 tiles``: English plurals of the nouns the views count (all take an s)."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+#: A failed job's error is cut to this many characters in a run's last lines (status shows it whole).
+ERROR_SHOWN = 300
+
+
+def shortened(text: str, limit: int = ERROR_SHOWN) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def report_summary(summary: WorkSummary, who: str, spool: Spool) -> None:
     """The last lines of ``work`` and ``supervise``: what this run did, and what is left to do."""
     paths = spool.paths
     if summary.already_finished:
-        again = paths.command("plan", *spool.plan.arguments(), "--replace")
+        done = f"{summary.total}/{count_of(summary.total, 'tile')} of plan {spool.plan.id} done"
         out.print(
-            f"{who}: nothing to do, the spool was already finished ({summary.total}/{summary.total} tiles of plan "
-            f"{spool.plan.id} done): `{paths.command('reduce')}` stitches them; to compute them again (to time "
-            f"another way of running, say), plan them anew: `{again}`",
+            f"{who}: nothing to do, the spool was already finished ({done}): `{paths.command('reduce')}` "
+            "stitches them; to compute them again (to time another way of running, say), plan them anew: "
+            f"`{paths.replan_command(spool.plan)}`",
             highlight=False,
         )
         return
@@ -145,15 +158,14 @@ def report_summary(summary: WorkSummary, who: str, spool: Spool) -> None:
     if summary.busy:
         line += f", {count_of(summary.busy, 'claim')} skipped (held by other workers)"
     if summary.failed:
-        err.print(f"[red]{line}, {len(summary.failed)} failed for good:[/red]", highlight=False)
+        err.print(styled((f"{line}, {len(summary.failed)} failed for good:", "red")), highlight=False)
         for job_id, why in list(summary.failed.items())[:FAILED_LISTED]:
-            err.print(f"  {job_id}: {why}", highlight=False, markup=False)
+            err.print(f"  {job_id}: {shortened(why)}", highlight=False)
         more = len(summary.failed) - FAILED_LISTED
         err.print(
             (f"  and {more} more; " if more > 0 else "  ")
             + f"`{paths.command('status')}` lists them, `{paths.command('work', '--retry-failed')}` runs them again",
             highlight=False,
-            markup=False,
         )
         raise typer.Exit(1)
     out.print(line, highlight=False)
@@ -182,7 +194,7 @@ def progress_bar(description: str, unit: str):
         yield lambda done, total: None
         return
     columns = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(unit),
