@@ -17,6 +17,7 @@ from filelock import SoftFileLease
 from jobrunner.errors import JobRunnerError
 from jobrunner.files import world_writable_problem
 from jobrunner.folders import Tree
+from jobrunner.footprint import footprint, free_inodes, inode_warnings
 from jobrunner.locking import FLOCK, Choice, Mount, choose_mode, find_mount, probe_flock, read_choice
 from jobrunner.paths import SpoolPaths
 from jobrunner.publish import current
@@ -31,7 +32,9 @@ class Diagnosis:
     lease_error: OSError | None
     auto: Choice  # what --lock auto picks here
     recorded: Choice | None  # what the spool's workers already use, if any has started
+    inodes: tuple[int, int] | None = None  # free and total inodes of the spool's filesystem, where counted
     advice: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth knowing before a big run; nothing refused
     problems: list[str] = field(default_factory=list)  # things that would stop a worker
 
 
@@ -48,8 +51,11 @@ def diagnose(paths: SpoolPaths) -> Diagnosis:
     tree.close()
     lease_error = _probe_lease(folder)
     auto = choose_mode(mount, flock_error)
-    diagnosis = Diagnosis(folder, mount, flock_error, lease_error, auto, read_choice(paths))
+    diagnosis = Diagnosis(folder, mount, flock_error, lease_error, auto, read_choice(paths), free_inodes(folder))
     diagnosis.advice = _advice(diagnosis)
+    if manifest is not None:  # what the plan will hold when done, against the files the disks have left
+        done = len(os.listdir(paths.records)) if paths.records.is_dir() else 0  # a record per job attempted
+        diagnosis.warnings = inode_warnings(footprint(manifest.plan), paths.spool, paths.outputs, done)
     tiles = paths.tiles if paths.plan_id else paths.all_tiles
     for candidate, role in ((paths.spool, "spool"), (paths.outputs, "outputs"), (tiles, "tiles")):
         problem = world_writable_problem(candidate, role)

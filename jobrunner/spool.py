@@ -218,7 +218,7 @@ class Spool:
         )
         paths = paths.for_plan(manifest.plan.id)
         publish.bind_outputs(paths, manifest.spool_id, dry_run=True)  # a plan that loses a race binds nothing
-        specs = {paths.spec(tile.id).name: _spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
+        specs = {paths.spec(tile.id).name: spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
         try:
             publish.write_plan_folder(paths, manifest, specs)
             publish.publish(paths, manifest, existing, over_unreadable=unreadable)
@@ -450,7 +450,7 @@ def _is_current(paths: SpoolPaths, manifest: Manifest) -> bool:
     return now is not None and now.plan.id == manifest.plan.id
 
 
-def _spec_json(tile: Tile, plan_id: str) -> str:
+def spec_json(tile: Tile, plan_id: str) -> str:
     spec = {"id": tile.id, "plan": plan_id, "ranges": [[start, stop] for start, stop in tile.bounds]}
     return json.dumps(spec) + "\n"
 

@@ -149,6 +149,12 @@ def plan(
         highlight=False,
     )
     if wrote:
+        from jobrunner.footprint import footprint, inode_warnings
+
+        cost = footprint(created.plan)
+        out.print(cost.describe(), highlight=False)
+        for warning in inode_warnings(cost, created.paths.spool, created.paths.outputs):
+            err.print(styled(("warning:", "yellow"), f" {warning}"), highlight=False)
         paths = created.paths
         out.print(
             f"next: `{paths.command('supervise', '--workers', 'N')}`, or `{paths.command('work')}` in as many "
@@ -431,11 +437,15 @@ def doctor(spool: SpoolOption = Path("jobs"), outputs: OutputsOption = None) -> 
     table.add_row("flock", describe_error(d.flock_error))
     table.add_row("lease markers", describe_error(d.lease_error))
     table.add_row("--lock auto", f"{d.auto.mode}: {d.auto.reason}")
+    if d.inodes is not None:
+        table.add_row("free inodes", f"{d.inodes[0]:,} of {d.inodes[1]:,} (each file or folder takes one)")
     if d.recorded:
         table.add_row("this spool uses", f"{d.recorded.mode} ({d.recorded.reason})")
     out.print(table, highlight=False)
     for line in d.advice:
         out.print(f"advice: {line}", highlight=False)
+    for line in d.warnings:
+        out.print(styled(("warning:", "yellow"), f" {line}"), highlight=False)
     for problem in d.problems:
         err.print(styled(("problem:", "red"), f" {problem}"), highlight=False)
     if d.problems:
