@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -24,12 +25,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from jobrunner.drain import WorkSummary
 from jobrunner.records import DONE, FAILED, RUNNING
-from jobrunner.spool import Spool
 from jobrunner.stopping import Deadline, run_deadline
 from jobrunner.vocabulary import STATE_LOOKS
 from jobrunner.wording import count_of
+
+if TYPE_CHECKING:  # for the annotations only: `status` or `plan` need not import the drain loop
+    from jobrunner.drain import WorkSummary
+    from jobrunner.spool import Spool
 
 # markup=False: what the views print is full of the user's own text (folder names, parameters,
 # units such as [mGal], kernels' error messages), which rich would read as styles, dropping words
