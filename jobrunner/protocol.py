@@ -126,9 +126,9 @@ def attempt_job(
         return Outcome(job_id, AttemptResult.PAST_DEADLINE)
     spool.check_current()  # courtesy, not the fence: a replaced plan's paths lead only to its own folders
     spool.check_code()
-    # Step 1.
+    # Step 1: a hint (step 3 reads it again under the lock, and looks at the folder if need be).
     try:
-        record = spool.read_record(job_id)
+        record = spool.read_record(job_id, folder_seen=True)
     except UnreadableRecord as error:  # this job only: the others go on
         return Outcome(job_id, AttemptResult.FAILED_ELSEWHERE, error=str(error))
     if record is not None and record.state in (DONE, FAILED):

@@ -323,17 +323,20 @@ class Spool:
             raise JobRunnerError(f"invalid job spec {path}: its ranges are not the plan's tile {job_id}")
         return planned
 
-    def read_record(self, job_id: str) -> JobRecord | None:
+    def read_record(self, job_id: str, folder_seen: bool = False) -> JobRecord | None:
+        """The job's record; None if it has none yet.
+
+        A missing record is told from a missing records folder (all progress gone: refused) by a
+        look at the folder, one more lookup on the metadata server.  ``folder_seen``: the caller
+        has looked at it already (a scan, once for every job) or only takes a hint from the
+        answer (step 1, which step 3 repeats under the lock), so a missing record costs one.
+        """
         path = self.paths.record(job_id)
         try:
             text = path.read_text()
         except FileNotFoundError:
-            if not self.paths.records.is_dir():
-                self.check_current()  # the usual reason: the plan was replaced and its folder removed
-                raise JobRunnerError(
-                    f"the spool {self.paths.spool} has no records folder {self.paths.records}: "
-                    "plan again with --replace"
-                ) from None
+            if not folder_seen:
+                self._check_records_folder()
             return None
         except (OSError, UnicodeDecodeError) as error:
             raise UnreadableRecord(f"cannot read the job record {path} ({error})") from None
@@ -348,6 +351,13 @@ class Spool:
             raise UnreadableRecord(
                 f"the job record {path} is unreadable ({error}): delete it to run the job again"
             ) from None
+
+    def _check_records_folder(self) -> None:
+        if not self.paths.records.is_dir():
+            self.check_current()  # the usual reason: the plan was replaced and its folder removed
+            raise JobRunnerError(
+                f"the spool {self.paths.spool} has no records folder {self.paths.records}: plan again with --replace"
+            )
 
     def write_record(self, record: JobRecord) -> None:
         """Replace the job's record.  Only the holder of the job's lock may call this."""
@@ -409,9 +419,10 @@ class Spool:
         """Every job's state.  ``probe_locks=False`` reads only records: running jobs show as pending."""
         result = []
         probe_locks = probe_locks and self.locking_if_chosen() is not None  # else no worker has claimed anything
+        self._check_records_folder()  # once, not once per job without a record
         for job_id in self._tiles:
             try:
-                record = self.read_record(job_id)
+                record = self.read_record(job_id, folder_seen=True)
             except UnreadableRecord as error:  # that job only: it is reported, and left alone
                 result.append(JobStatus(job_id, FAILED, None, problem=str(error)))
                 continue
