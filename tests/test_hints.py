@@ -135,3 +135,9 @@ def test_a_replan_hint_for_a_kernel_of_ones_own_folder_plans_it_from_there(proje
     after = json.loads((project.spool / "plan.json").read_text())
     assert after["id"] != before["id"] and after["code"] == before["code"]  # the user's module, not the other
     assert after["kernel_folder"] == before["kernel_folder"] == str(project.root)
+
+
+def test_supervise_names_the_pool_it_starts_not_more_workers_than_jobs(project):
+    project.run("plan", "--step", STEP, "--tiles", "1x1", "--kernel", "numpy")
+    result = project.run("supervise", "--workers", "3")
+    assert "supervisor with 1 worker, one per job of the plan" in result.stdout, result.stdout

@@ -276,17 +276,20 @@ def supervise(
     from jobrunner.cpus import usable_cpus
     from jobrunner.drain import supervise as run_supervisor
 
-    label, who = f"{executor} workers", f"supervisor with {executor} workers"
-    if executor == "process":
-        cpus = usable_cpus()
-        label = count_of(cpus.count if workers is None else workers, "worker")
-        who = f"supervisor with {label}" + (
-            f", one per CPU this run may use ({cpus.describe()})" if workers is None else ""
-        )
-        workers = cpus.count if workers is None else workers  # the pool is the size the label says
     started = time.time()
     the_spool = open_spool(spool, outputs, lock, lease)
     deadline = announced_deadline(max_time, started)
+    label, who = f"{executor} workers", f"supervisor with {executor} workers"
+    if executor == "process":
+        cpus = usable_cpus()
+        workers = cpus.count if workers is None else workers  # one count for the label and the pool
+        pool = min(workers, len(the_spool.job_ids))  # the pool never starts more processes than jobs
+        label = count_of(pool, "worker")
+        if pool < workers:
+            who = f"supervisor with {label}, one per job of the plan"
+        else:
+            who = f"supervisor with {label}" + (", one per CPU this run may use" if workers == cpus.count else "")
+        who += f" ({cpus.describe()})"
     drain_in_view(
         the_spool,
         label,
