@@ -28,6 +28,7 @@ from jobrunner.identity import versions
 from jobrunner.plan import Plan
 from jobrunner.records import DONE, Attempt, JobRecord
 from jobrunner.vocabulary import AttemptOutcome
+from jobrunner.wording import size_of
 from jobrunner.writer import Writer
 
 #: Files a spool holds whatever its size: plan.json (twice: the spool's and the plan folder's),
@@ -61,8 +62,8 @@ class Footprint:
 
     def describe(self) -> str:
         return (
-            f"when done, the spool will hold {self.spool_files:,} files ({_size(self.spool_bytes)}) and the "
-            f"outputs {self.outputs_files:,} files ({_size(self.outputs_bytes)}, two thirds of it reduce's "
+            f"when done, the spool will hold {self.spool_files:,} files ({size_of(self.spool_bytes)}) and the "
+            f"outputs {self.outputs_files:,} files ({size_of(self.outputs_bytes)}, two thirds of it reduce's "
             "stitched.npy and stitched.nc)"
         )
 
@@ -160,10 +161,3 @@ def _npy_header_bytes(plan: Plan, shape: tuple[int, ...]) -> int:
     header = {"descr": np.lib.format.dtype_to_descr(plan.tile_dtype), "fortran_order": False, "shape": shape}
     np.lib.format.write_array_header_1_0(buffer, header)
     return buffer.tell()
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"

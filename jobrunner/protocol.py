@@ -21,11 +21,14 @@ Steps of one attempt                                      what SIGKILL here leav
    its first claim a run chose the spool's lock mode:
    :meth:`Spool.choose_locking`.)
 1. Read the record; skip a done or failed job.  A record   nothing
-   that cannot be read fails that job alone.
+   that cannot be read fails that job alone.  A hint
+   only: no record is not yet "no records folder".
 2. Take the job's lock without waiting; held: move on.     nothing: the kernel drops a dead
                                                            process's flock; a dead worker's
                                                            lease is taken over
 3. Read the record again: it may have finished meanwhile.  nothing
+   No record: its folder must be there (a deleted
+   records folder would have every tile recomputed).
 4. Close an orphan: a claim left by a holder that died     nothing new
    (or lost its lease) is recorded ``lost``, unless the
    record already has that attempt (its worker finished

@@ -53,7 +53,7 @@ from jobrunner.grid import Grid, Tile
 from jobrunner.plan import Plan
 from jobrunner.spool import Spool
 from jobrunner.vocabulary import AttemptOutcome
-from jobrunner.wording import count_of
+from jobrunner.wording import count_of, size_of
 
 #: The lab's grid at this step is 4 to 5 s of the loop kernel on the 2-CPU machine here: big
 #: enough that the tiles' overhead (about 3 ms each, 36 tiles) is a few per cent of it, small enough
@@ -317,10 +317,6 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
 def auto_tiling(shape: tuple[int, int], workers: list[int]) -> tuple[int, int]:
     """A square-ish tiling with at least as many tiles as the largest worker count (so no process idles)."""
     side = math.ceil(math.sqrt(max(workers)))
@@ -362,7 +358,8 @@ def memory_verdict(workers: int, worker_bytes: int, memory_bytes: int) -> str | 
     """Why ``workers`` processes would hurt the machine, or None if they fit."""
     need = workers * worker_bytes
     if need > memory_bytes:
-        return f"would need ~{gib(need)} of {gib(memory_bytes)} free ({gib(worker_bytes)} per worker, measured)"
+        each = f"{size_of(worker_bytes)} per worker, measured"
+        return f"would need ~{size_of(need)} of {size_of(memory_bytes)} free ({each})"
     return None
 
 

@@ -146,14 +146,15 @@ class Spool:
         if not paths.spool.is_dir():
             what = "is a file, not a spool folder" if paths.spool.exists() else "does not exist"
             raise JobRunnerError(
-                f"the spool {paths.spool} {what}: run `{paths.command('plan')}` first, or pass the --spool of a spool"
+                f"the spool {paths.spool} {what}: run `{paths.command('plan')}` first, or pass --spool with an "
+                "existing one"
             )
         refuse_world_writable(paths.spool, "spool")
         manifest = publish.current(paths) if plan_id is None else publish.read_plan(paths, plan_id)
         if manifest is None:
             raise JobRunnerError(
-                f"the spool {paths.spool} has no plan: run `{paths.command('plan')}` first, or pass the --spool of "
-                "a spool"
+                f"the spool {paths.spool} has no plan: run `{paths.command('plan')}` first, or pass --spool with one "
+                "that has"
             )
         recorded = manifest.outputs_folder(paths.spool)
         if outputs is not None and not publish.same_folder(Path(outputs).absolute(), recorded):
@@ -165,8 +166,8 @@ class Spool:
         if not paths.plan_copy().is_file():
             raise JobRunnerError(
                 f"the spool {paths.spool} names plan {manifest.plan.id}, whose folder {paths.plan_folder()} is "
-                "missing (a `jobrunner plan` killed while publishing it?): plan again with --replace "
-                f"(`{paths.replan_command(manifest.plan)}`)"
+                "missing (a `jobrunner plan` killed while publishing it?): plan again, "
+                f"`{paths.replan_command(manifest.plan)}`"
             )
         for folder in (paths.plans, paths.specs, paths.locks, paths.records):
             refuse_world_writable(folder, f"spool's {folder.name}")

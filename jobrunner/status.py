@@ -106,7 +106,7 @@ def is_overdue(age: float, median_tile_seconds: float | None) -> bool:
     return age > max(OVERDUE_FACTOR * median_tile_seconds, OVERDUE_MIN_SECONDS)
 
 
-def state_map(plan, states: dict[str, str]) -> list[list[str]]:
+def _state_map(plan, states: dict[str, str]) -> list[list[str]]:
     """Each tile's state over the plan's first two axes: ``[i][j]`` for the tile ``i`` along the
     first axis and ``j`` along the second (one column on a 1-D grid).  Tiles that differ only
     along further axes share a square: failed if any failed, else running if any runs, else
@@ -136,7 +136,7 @@ class TileMap:
 
 
 def tile_map(plan, states: dict[str, str]) -> TileMap:
-    squares = state_map(plan, states)  # [along the first axis][along the second]
+    squares = _state_map(plan, states)  # [along the first axis][along the second]
     rows = [[column[j] for column in squares] for j in reversed(range(len(squares[0])))]
     edges = [_tile_edges(plan, axis) for axis in range(min(2, len(plan.tiling)))]
     up = labels.axis_label(plan, 1) if len(edges) > 1 else ""

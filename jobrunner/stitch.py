@@ -36,7 +36,7 @@ from jobrunner.records import DONE, FAILED, PENDING, RUNNING
 from jobrunner.spool import JobStatus, Spool
 from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
 from jobrunner.vocabulary import AttemptOutcome
-from jobrunner.wording import count_of
+from jobrunner.wording import count_of, size_of
 from jobrunner.writer import Writer, writer_tag
 
 #: How many job ids an error message lists before it gives a count.
@@ -174,7 +174,7 @@ def _reserve(file, size: int, folder: Path) -> None:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         raise JobRunnerError(
-            f"no room for the stitched array in {folder}: it needs {size:,} bytes ({size / 2**20:,.1f} MiB); "
+            f"no room for the stitched array in {folder}: it needs {size:,} bytes ({size_of(size)}); "
             "free space there, then reduce again"
         ) from None
 
@@ -317,6 +317,7 @@ def reduce(
     try:
         with ExitStack() as closing:
             if no_writer is None:
+                # The dataset's history, not a hint (SpoolPaths.command): the spool in full, as read anywhere.
                 command = f"jobrunner reduce --spool {shlex.quote(str(paths.spool))}" + (
                     " --partial" if partial else ""
                 )

@@ -11,7 +11,7 @@ STEP = "0.05"  # an 80 x 80 grid
 
 def in_bytes(text: str) -> float:
     number, unit = text.split()
-    return float(number) * {"bytes": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
+    return float(number) * {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
 
 
 def files_and_bytes(folder) -> tuple[int, int]:
