@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -290,8 +291,8 @@ def bind_outputs(paths: SpoolPaths, spool_id: str, *, dry_run: bool = False, tak
             if _spool_id_at(theirs) == owner["spool_id"] or not take_over:
                 raise JobRunnerError(
                     f"the outputs folder {paths.outputs} belongs to the spool {theirs}: two spools in one outputs "
-                    f"folder would overwrite each other's results; pass --outputs {paths.spool.name}-outputs "
-                    "(or another folder of its own)"
+                    "folder would overwrite each other's results; pass --outputs "
+                    f"{shlex.quote(paths.spool.name + '-outputs')} (or another folder of its own)"
                 )
         if dry_run:
             return

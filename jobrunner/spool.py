@@ -357,7 +357,8 @@ class Spool:
         if not self.paths.records.is_dir():
             self.check_current()  # the usual reason: the plan was replaced and its folder removed
             raise JobRunnerError(
-                f"the spool {self.paths.spool} has no records folder {self.paths.records}: plan again with --replace"
+                f"the spool {self.paths.spool} has no records folder {self.paths.records}: its progress is lost; "
+                f"plan again, `{self.paths.replan_command(self.plan)}`"
             )
 
     def write_record(self, record: JobRecord) -> None:

@@ -245,7 +245,7 @@ def test_two_spools_cannot_share_an_outputs_folder(project):
     before = {p: p.read_bytes() for p in project.outputs.rglob("*") if p.is_file()}
     second = project.root / "second spool"
     result = project.run("plan", "--step", STEP, "--kernel", "numpy", "--sigma", "2", "--spool", second, check=False)
-    assert_one_line_error(result, "belongs to the spool", "--outputs second spool-outputs")
+    assert_one_line_error(result, "belongs to the spool", "--outputs 'second spool-outputs'")
     assert not (second / "plan.json").exists()
     # With a folder of its own it works, and replacing it leaves the first spool's results alone.
     own = ["--spool", second, "--outputs", project.root / "second outputs"]
