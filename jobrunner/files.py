@@ -102,6 +102,21 @@ def write_new(path: Path, text: str, tree: Tree | None = None) -> None:
         file.write(text.encode())
 
 
+def write_new_files(folder: Path, files: dict[str, str], tree: Tree) -> None:
+    """Write many files that must not exist yet into one folder (a plan's specs), as
+    :func:`write_new` does, through one descriptor of the folder: a plan of 100,000 tiles spends
+    its time on the disk's creates, not on finding the folder again for each."""
+    folder_fd = tree.folder(folder)
+    for name, text in files.items():
+        fd = os.open(name, _CREATE, 0o644, dir_fd=folder_fd)
+        try:
+            data = memoryview(text.encode())
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
+
+
 def create_new(path: Path, tree: Tree | None = None) -> BinaryIO:
     """A new file at ``path``, open for reading and writing: made as partials are (see
     :func:`write_atomically`), for a writer that maps it (``reduce``'s stitched array)."""

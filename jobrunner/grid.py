@@ -27,12 +27,14 @@ equality with the serial loop.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import keyword
 import math
 import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -256,9 +258,11 @@ class Grid:
         return " ".join(axis.describe() for axis in self.axes)
 
 
-@dataclass(frozen=True, order=True)
-class Tile:
-    """One job's share of the grid: the index range ``[start, stop)`` along each axis."""
+class Tile(NamedTuple):
+    """One job's share of the grid: the index range ``[start, stop)`` along each axis.
+
+    A named tuple, not a frozen dataclass: a plan of 100,000 tiles builds them all on every
+    ``status``, and a tuple is built ten times faster (ordered and hashable the same way)."""
 
     index: tuple[int, ...]  # which tile along each axis
     bounds: tuple[tuple[int, int], ...]  # (start, stop) along each axis
@@ -331,8 +335,10 @@ def tile_grid(shape: tuple[int, ...], tiling: tuple[int, ...]) -> list[Tile]:
     check_tiling(shape, tiling)
     digits = max(3, len(str(max(tiling) - 1)))
     pieces = [split(n, t) for n, t in zip(shape, tiling, strict=True)]
+    indexed = [list(enumerate(axis_pieces)) for axis_pieces in pieces]
     return [
-        Tile(index, tuple(pieces[axis][i] for axis, i in enumerate(index)), digits) for index in np.ndindex(*tiling)
+        Tile(tuple(i for i, _ in cell), tuple(bounds for _, bounds in cell), digits)
+        for cell in itertools.product(*indexed)  # the last axis fastest, as np.ndindex
     ]
 
 

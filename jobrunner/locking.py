@@ -144,12 +144,26 @@ class JobLocks:
         while self.is_held(job_id) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def read_claim(self, job_id: str) -> Attempt | None:
-        raise NotImplementedError
-
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
         """Name the attempt in flight, or clear it.  Only the holder calls this."""
         raise NotImplementedError
+
+    def claim_path(self, job_id: str) -> Path:
+        """Where the job's claim is written (the lock file itself in flock mode)."""
+        raise NotImplementedError
+
+    def read_claim(self, job_id: str) -> Attempt | None:
+        return _read_claim(self.claim_path(job_id))
+
+    def claimed_jobs(self) -> set[str]:
+        """The jobs with a claim file, live or not, from one listing of the locks folder: a scan
+        of the spool peeks at these only, not at every job."""
+        suffix = self.claim_path("").name
+        try:
+            names = self.tree.names(self.paths.locks)
+        except FileNotFoundError:
+            return set()  # nothing claimed yet
+        return {name[: -len(suffix)] for name in names if name.endswith(suffix)}
 
     def peek(self, job_id: str) -> Attempt | None:
         """The attempt in flight on the job if its worker is still at it, as far as can be told from
@@ -277,8 +291,8 @@ class FlockLocks(JobLocks):
         finally:
             self._held.pop(job_id, None)  # let go at once: no claim is written through it
 
-    def read_claim(self, job_id: str) -> Attempt | None:
-        return _read_claim(self.paths.lock(job_id))
+    def claim_path(self, job_id: str) -> Path:
+        return self.paths.lock(job_id)
 
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
         # In place, in the file we hold the lock on: no new file per claim (a claim is torn only if
@@ -407,8 +421,8 @@ class LeaseLocks(JobLocks):
             return owner.alive_here()
         return time.time() - marker.st_mtime < self.lease_seconds
 
-    def read_claim(self, job_id: str) -> Attempt | None:
-        return _read_claim(self.paths.claim(job_id))
+    def claim_path(self, job_id: str) -> Path:
+        return self.paths.claim(job_id)
 
     def write_claim(self, job_id: str, attempt: Attempt | None) -> None:
         if attempt is None:

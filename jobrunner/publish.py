@@ -99,7 +99,15 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.files import ensure_folder, ensure_folder_in, explain_write_error, write_first, write_new, write_text
+from jobrunner.files import (
+    ensure_folder,
+    ensure_folder_in,
+    explain_write_error,
+    write_first,
+    write_new,
+    write_new_files,
+    write_text,
+)
 from jobrunner.folders import Tree
 from jobrunner.identity import PLAN_ID_PATTERN
 from jobrunner.paths import SpoolPaths
@@ -343,9 +351,7 @@ def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, st
             write_new(partial / "plan.json", manifest.to_json(), tree)
             for name in ("specs", "locks", "records"):
                 tree.mkdir(partial / name)
-            spec_folder = partial / "specs"
-            for name, text in specs.items():  # a new folder nobody reads yet: no partial names
-                write_new(spec_folder / name, text, tree)
+            write_new_files(partial / "specs", specs, tree)  # a new folder nobody reads yet: no partial names
             tree.rename(partial, paths.plan_folder(plan_id))
         except BaseException:
             tree.remove_tree(partial)

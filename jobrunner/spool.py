@@ -219,7 +219,8 @@ class Spool:
         )
         paths = paths.for_plan(manifest.plan.id)
         publish.bind_outputs(paths, manifest.spool_id, dry_run=True)  # a plan that loses a race binds nothing
-        specs = {paths.spec(tile.id).name: spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
+        suffix = paths.spec("").name
+        specs = {tile.id + suffix: spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
         try:
             publish.write_plan_folder(paths, manifest, specs)
             publish.publish(paths, manifest, existing, over_unreadable=unreadable)
@@ -334,7 +335,7 @@ class Spool:
         """
         path = self.paths.record(job_id)
         try:
-            text = path.read_text()
+            text = self._read_in_tree(path).decode()
         except FileNotFoundError:
             if not folder_seen:
                 self._check_records_folder()
@@ -353,8 +354,16 @@ class Spool:
                 f"the job record {path} is unreadable ({error}): delete it to run the job again"
             ) from None
 
+    def _read_in_tree(self, path: Path) -> bytes:
+        """A file's bytes, read through the descriptor of its folder that this process writes
+        through too (so a scan, a read and a write see one folder, whatever is renamed or linked
+        in its place meanwhile), never through a link at its name, never waiting on a FIFO."""
+        fd = self.tree.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            return file.read()
+
     def _check_records_folder(self) -> None:
-        if not self.paths.records.is_dir():
+        if not self.tree.is_folder(self.paths.records):  # a link in its place: refused (PlantedLink)
             self.check_current()  # the usual reason: the plan was replaced and its folder removed
             raise JobRunnerError(
                 f"the spool {self.paths.spool} has no records folder {self.paths.records}: its progress is lost; "
@@ -422,14 +431,18 @@ class Spool:
         result = []
         probe_locks = probe_locks and self.locking_if_chosen() is not None  # else no worker has claimed anything
         self._check_records_folder()  # once, not once per job without a record
+        # One listing of each folder, not one failed open per job that has no record or claim yet:
+        # a snapshot, as the whole scan is (a worker decides only under the job's lock, step 3).
+        recorded, suffix = set(self.tree.names(self.paths.records)), self.paths.record("").name
+        claimed = self.locks.claimed_jobs() if probe_locks else set()
         for job_id in self._tiles:
             try:
-                record = self.read_record(job_id, folder_seen=True)
+                record = self.read_record(job_id, folder_seen=True) if job_id + suffix in recorded else None
             except UnreadableRecord as error:  # that job only: it is reported, and left alone
                 result.append(JobStatus(job_id, FAILED, None, problem=str(error)))
                 continue
             claim = None
-            if probe_locks and (record is None or record.state not in (DONE, FAILED)):
+            if job_id in claimed and (record is None or record.state not in (DONE, FAILED)):
                 claim = self.locks.peek(job_id)
             result.append(JobStatus(job_id, job_state(record, claim is not None), record, claim))
         return result

@@ -143,6 +143,9 @@ def test_a_real_array_drains_the_spool_and_survives_scancel_of_a_task(project, s
         status = project.run("status").stdout
         assert re.search(rf"running tile-r\d+-c\d+ on \S+ pid \d+ \(slurm {job}_1\)", status), status
         subprocess.run(["scancel", f"{job}_1"], check=True, timeout=30)
+        # scancel returns before slurmd delivers the signal: the gate opens only once the task has
+        # stopped, or a loaded machine lets the tile finish first (and the test see no interruption).
+        wait_for_the_array(f"{job}_1")
         project.open_gate()
         wait_for_the_array(job)
     finally:
