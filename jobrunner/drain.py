@@ -41,7 +41,7 @@ from jobrunner.stopping import (
     next_tile_fits,
     overrun_message,
 )
-from jobrunner.vocabulary import RESULTS, AttemptOutcome, AttemptResult
+from jobrunner.vocabulary import RESULTS, AttemptResult
 
 
 @dataclass
@@ -91,20 +91,16 @@ class Run:
         if retry_failed:
             spool.requeue_failed()
         statuses = spool.statuses(probe_locks=False)
-        spool.prepare_outputs(jobs_done=sum(s.state == DONE for s in statuses))
+        # How long a tile takes, for the deadline and the batches: the latest finished attempts, then ours.
+        finished = spool.finished_attempts(tail=True)
+        self.durations = [attempt.seconds for _, attempt in finished if attempt.seconds]
+        # Jobs said done whose tiles are not in place: a tiles folder moved away, never made again.
+        spool.prepare_outputs(jobs_done=max(sum(s.state == DONE for s in statuses), len({job for job, _ in finished})))
         self.progress = Progress(len(statuses), sum(s.state == DONE for s in statuses))
         self.summary = WorkSummary(self.progress.total, done_at_start=self.progress.done)
         self.summary.stopped = draining_message(spool.paths) if drain_requested(spool.paths) else None
-        # How long a tile takes, for the deadline and the batches: every finished attempt in the spool, then ours.
-        self.durations = [
-            a.seconds
-            for s in statuses
-            if s.record
-            for a in s.record.attempts
-            if a.outcome == AttemptOutcome.DONE and a.seconds
-        ]
-        # Each look at the whole spool reads every record, so none is wasted: this one serves the
-        # first pass, and the one that finds nothing left to claim serves the final totals.
+        # No look at the whole spool is wasted: this one serves the first pass, and the one that
+        # finds nothing left to claim serves the final totals.
         self._unused_scan: list[JobStatus] | None = statuses
         self._last_scan: list[JobStatus] | None = None
         self.rounds_waited = 0
@@ -266,7 +262,7 @@ def wait_for_brief_holders(spool: Spool, busy: list[str], rounds_waited: int) ->
             record = spool.read_record(job_id)
         except UnreadableRecord:
             continue
-        if record is not None and record.state in (DONE, FAILED):
+        if spool.tile_in_place(job_id) or (record is not None and record.state == FAILED):
             continue
         claim = spool.locks.read_claim(job_id)
         if claim is None and spool.locks.holder_is_provably_live(job_id):

@@ -22,7 +22,11 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_atomically(
-    target: Path, write: Callable[[BinaryIO], None], partial: Path | None = None, tree: Tree | None = None
+    target: Path,
+    write: Callable[[BinaryIO], None],
+    partial: Path | None = None,
+    tree: Tree | None = None,
+    before_rename: Callable[[], None] | None = None,
 ) -> None:
     """Write ``target`` through ``write(file)`` under a partial name, then rename it into place.
 
@@ -41,7 +45,7 @@ def write_atomically(
     """
     if tree is None:
         with Tree(target.parent) as own_tree:
-            return write_atomically(target, write, partial, own_tree)
+            return write_atomically(target, write, partial, own_tree, before_rename)
     destination = tree.parent(target)
     if partial is None:
         folder, name = destination, SpoolPaths.partial(target, writer_tag()).name
@@ -57,6 +61,8 @@ def write_atomically(
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
+        if before_rename is not None:
+            before_rename()
         os.replace(name, target.name, src_dir_fd=folder, dst_dir_fd=destination)
     except BaseException:
         with suppress(OSError):  # on a read-only disk even this fails; the error being raised matters more

@@ -6,11 +6,13 @@ on some scratch disks).  So ``plan`` says what it will make, and ``doctor`` sets
 the free inodes of the spool's filesystem, warning (never refusing) when the plan would take
 more than half of them.
 
-Per job, with the layout of :mod:`jobrunner.paths`, once done: its spec, its record and, in
-flock mode, its lock file (lease markers and claims go when released) on the spool's disk; its
-tile on the outputs disk.  Per plan: a few small files and folders on each, and ``reduce``'s
-products (the stitched array, its dataset, figure and provenance) as large as all the tiles.
-Sizes are measured on a real spec, record and tile header of the plan, not guessed.
+Per job, with the layout of :mod:`jobrunner.paths`: its spec and its lock file, made by
+``plan``, and two lines of a worker's journal on the spool's disk (lease markers and claims go
+when released; a record only for a job with a failed or lost attempt); its tile, the one file
+a worker makes for it, on the outputs disk.  Per plan: a few small files and folders on each, a
+journal per worker process, and ``reduce``'s products (the stitched array, its dataset, figure
+and provenance) as large as all the tiles.  Sizes are measured on a real spec, journal lines
+and tile header of the plan, not guessed.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ import numpy as np
 
 from jobrunner.identity import versions
 from jobrunner.plan import Plan
-from jobrunner.records import DONE, Attempt, JobRecord
-from jobrunner.vocabulary import AttemptOutcome
+from jobrunner.records import Attempt
 from jobrunner.wording import size_of
 from jobrunner.writer import Writer
 
 #: Files a spool holds whatever its size: plan.json (twice: the spool's and the plan folder's),
-#: locking.json, and the folders plans/, P/, specs/, locks/, records/ (a folder is an inode too).
-SPOOL_FIXED_FILES = 8
+#: locking.json, and the folders plans/, P/, specs/, locks/, records/, journals/ (a folder is an
+#: inode too); and a journal per worker process, which this does not count.
+SPOOL_FIXED_FILES = 9
 #: The outputs' own: owner.json, the folders tiles/ and tiles/P, and reduce's stitched.npy, .nc,
 #: .png and .json.
 OUTPUTS_FIXED_FILES = 7
@@ -48,17 +50,16 @@ INODE_SHARE_WARNED = 0.5
 @dataclass(frozen=True)
 class Footprint:
     jobs: int
-    spool_files: int  # in flock mode; lease mode keeps one file per job fewer (no lock files)
+    spool_files: int  # and a journal per worker process
     spool_bytes: int
     outputs_files: int
     outputs_bytes: int  # the tiles, and reduce's stitched.npy and stitched.nc, each as large again
 
     def still_to_make(self, done: int = 0) -> tuple[int, int]:
         """Files the workers and ``reduce`` will still make, spool and outputs, once ``plan`` has
-        written its specs and ``done`` jobs are recorded: a lock file and a record per job, and a
-        tile, and reduce's four products."""
-        left = self.jobs - done
-        return 2 * left, left + REDUCE_PRODUCTS
+        written its specs and lock files and ``done`` jobs are done: a tile per job, and reduce's
+        four products (and a journal per worker process, not counted)."""
+        return 0, self.jobs - done + REDUCE_PRODUCTS
 
     def describe(self) -> str:
         return (
@@ -72,7 +73,7 @@ def footprint(plan: Plan) -> Footprint:
     """The files and bytes ``plan`` will hold when every tile is done (see the module docstring)."""
     tiles = plan.tiles()
     spec_bytes = _spec_bytes(plan, tiles)
-    record_bytes = len(_done_record(plan, tiles[0].id).to_json()) * len(tiles)
+    journal_bytes = _journal_bytes(plan, tiles[0].id) * len(tiles)
     itemsize = plan.tile_dtype.itemsize
     shapes = Counter(tile.shape for tile in tiles)  # a few shapes: the tiles, and those at the edges
     tile_bytes = sum(
@@ -81,8 +82,8 @@ def footprint(plan: Plan) -> Footprint:
     stitched = _npy_header_bytes(plan, plan.shape) + itemsize * int(np.prod(plan.shape))
     return Footprint(
         jobs=len(tiles),
-        spool_files=SPOOL_FIXED_FILES + 3 * len(tiles),
-        spool_bytes=spec_bytes + record_bytes + 2 * len(_manifest_text(plan)) + LOCKING_BYTES,
+        spool_files=SPOOL_FIXED_FILES + 2 * len(tiles),
+        spool_bytes=spec_bytes + journal_bytes + 2 * len(_manifest_text(plan)) + LOCKING_BYTES,
         outputs_files=OUTPUTS_FIXED_FILES + len(tiles),
         outputs_bytes=tile_bytes + 2 * stitched,  # stitched.nc holds the same values as stitched.npy
     )
@@ -142,17 +143,16 @@ def _manifest_text(plan: Plan) -> str:
     return Manifest(plan, "20260101-000000-00000000", "../outputs", writer.tag, time.time(), versions()).to_json()
 
 
-def _done_record(plan: Plan, job_id: str) -> JobRecord:
-    """A record as a worker leaves it after one successful attempt: what most jobs end with."""
+def _journal_bytes(plan: Plan, job_id: str) -> int:
+    """The two journal lines of a job done at its first attempt: what most jobs end with."""
+    from jobrunner.journal import line_text  # as with the specs: measured, not written
+
     writer, now = Writer.this_process(), time.time()
-    record = JobRecord(job_id, plan.id or "20260101-000000-00000000")
     attempt = Attempt(
-        1, writer.host, writer.pid, now, via="work", plan=record.plan, code=plan.code, versions=versions()
-    )
-    attempt.ended, attempt.outcome = now, AttemptOutcome.DONE
-    record.attempts.append(attempt)
-    record.state, record.tile = DONE, "sha256:" + "0" * 64
-    return record
+        1, writer.host, writer.pid, now, via="work", plan=plan.id or "20260101-000000-00000000", code=plan.code,
+        versions=versions(),
+    )  # fmt: skip
+    return len(line_text(job_id, attempt)) + len(line_text(job_id, attempt, now, "sha256:" + "0" * 64))
 
 
 def _npy_header_bytes(plan: Plan, shape: tuple[int, ...]) -> int:

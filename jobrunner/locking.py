@@ -606,11 +606,15 @@ def resolve(
                 f"JOBRUNNER_LOCK), or stop all workers and delete {paths.locking} to choose again"
             )
         return recorded
+    flock_error = probe_flock(paths.locks, tree) if requested in (AUTO, FLOCK) else None
+    if flock_error is not None and flock_error.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The probe's file found no room: that says nothing of flock, and the workers would find none either.
+        raise JobRunnerError(f"cannot try a lock in {paths.locks}: {explain_write_error(flock_error)}")
     if requested == AUTO:
-        choice = auto_choice(paths.locks, tree)
+        choice = choose_mode(find_mount(paths.locks), flock_error)
     else:
         choice = Choice(requested, f"--lock {requested} was asked for")
-    if choice.mode == FLOCK and requested == FLOCK and (error := probe_flock(paths.locks, tree)) is not None:
+    if choice.mode == FLOCK and requested == FLOCK and (error := flock_error) is not None:
         raise JobRunnerError(
             f"--lock flock: flock fails in {paths.locks} ({error.strerror or error}): use --lock lease or auto"
         )
@@ -634,7 +638,11 @@ def _record_first(paths: SpoolPaths, choice: Choice) -> Choice:
     """Write the choice unless another worker got there first; either way, return the one on disk."""
     try:
         write_first(paths.locking, json.dumps(asdict(choice)) + "\n")  # the first writer wins, whole
-    except OSError:
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # a worker that recorded nothing could disagree with the next
+            raise JobRunnerError(
+                f"cannot record the lock mode in {paths.locking}: {explain_write_error(error)}"
+            ) from None
         return choice  # a spool we may not write to (status on someone else's): choose without recording
     return read_choice(paths) or choice
 

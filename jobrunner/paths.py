@@ -14,16 +14,22 @@ Layout
     <spool>/slurm/                  the Slurm array's script, and a log per array task (``jobrunner slurm``)
     P/plan.json                     the plan's own manifest (see jobrunner.publish)
     P/specs/<id>.json               one spec per job: {"id", "plan", "ranges": [[start, stop] per axis]}
-    P/locks/<id>.lock               flock mode: a claim *is* a held flock on it, and while held it names
-                                    the attempt in flight: {"attempt", "host", "pid", "started", "via", "plan"}
+    P/locks/<id>.lock               made by plan, empty.  Flock mode: a claim *is* a held flock on it, and
+                                    while held it names the attempt in flight: {"attempt", "host", "pid",
+                                    "started", "via", "plan"}
     P/locks/<id>.lease              lease mode: the claim is this marker, kept fresh by a heartbeat...
     P/locks/<id>.claim              ...and the attempt in flight is named here
-    P/records/<id>.json             the job's record: its plan, state, counters, the SHA-256 of its tile's
-                                    bytes once done, every finished attempt (each with the code
+    P/journals/<host>-<pid>-<token>.jsonl
+                                    one per worker process: a line when it starts an attempt, and one
+                                    when an attempt ends done, with the SHA-256 of its tile's bytes
+                                    (jobrunner.journal)
+    P/records/<id>.json             only for a job with an attempt that did not end done: its plan,
+                                    state, counters, and each such attempt (each with the code
                                     fingerprint and versions that ran it)
     <outputs>/owner.json            the spool these outputs belong to
-    T/<id>.npy                      the job's tile: float64 (one per field: Plan.tile_dtype), C order, the
-                                    tile's shape (jobrunner.tilefile)
+    T/<id>.npy                      the job's tile, the one file a job makes: it is done when this is in
+                                    place.  float64 (one per field: Plan.tile_dtype), C order, the tile's
+                                    shape (jobrunner.tilefile)
     .<host>-<pid>.partial/<name>    a tile, record or lease claim being written, in its writer's
                                     own folder inside the folder of its final name (jobrunner.scratch)
     .<name>.<host>-<pid>.partial    any other file being written, beside its final name
@@ -109,6 +115,10 @@ class SpoolPaths:
     @cached_property
     def records(self) -> Path:
         return self.plan_folder() / "records"
+
+    @cached_property
+    def journals(self) -> Path:
+        return self.plan_folder() / "journals"
 
     def spec(self, job_id: str) -> Path:
         return self.specs / f"{job_id}.json"

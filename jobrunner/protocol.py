@@ -9,9 +9,12 @@ lease) is :mod:`jobrunner.locking`'s, behind one contract, :class:`jobrunner.loc
 where files are written before they are published, and who removes a dead writer's, is
 :mod:`jobrunner.scratch`'s.
 
-A job's state is derived (:func:`jobrunner.records.job_state`) from its record and its claim:
-done and failed are what the record says; running is a claim whose worker is alive; anything
-else is pending, including a claim whose worker died.
+A job's state is derived (:func:`jobrunner.records.job_state`) from its tile, its record and its
+claim: done while its tile is in place; failed if its record says so; running while a claim's
+worker is alive; anything else is pending, including a claim whose worker died.  A job's hot
+path makes one file, its tile: ``plan`` made its spec and its lock file, and what the worker says
+goes into the worker's own journal (:mod:`jobrunner.journal`); a record is written only for an
+attempt that does not end done.
 
 Steps of one attempt                                      what SIGKILL here leaves
 ---------------------------------------------------------  -------------------------------------
@@ -20,60 +23,67 @@ Steps of one attempt                                      what SIGKILL here leav
    this process's kernel code is not the plan's.  (Before
    its first claim a run chose the spool's lock mode:
    :meth:`Spool.choose_locking`.)
-1. Read the record; skip a done or failed job.  A record   nothing
-   that cannot be read fails that job alone.  A hint
-   only: no record is not yet "no records folder".
+1. Skip a job whose tile is in place (a hint: step 3       nothing
+   looks again).
 2. Take the job's lock without waiting; held: move on.     nothing: the kernel drops a dead
                                                            process's flock; a dead worker's
                                                            lease is taken over
-3. Read the record again: it may have finished meanwhile.  nothing
-   No record: its folder must be there (a deleted
-   records folder would have every tile recomputed).
+3. Look again: its tile may be in place by now.  Read its  nothing
+   record, if it has one (a failed job's, or one with
+   failures to count); a record that cannot be read fails
+   that job alone.  No record: its folder must be there
+   (a deleted records folder would forget every failure).
 4. Close an orphan: a claim left by a holder that died     nothing new
-   (or lost its lease) is recorded ``lost``, unless the
-   record already has that attempt (its worker finished
-   and died before step 9); its writer's partial files go;
-   the claim is cleared.  Then a done or failed job ends
-   here.
-5. Announce this attempt in the claim.                     a claim: the next holder's step 4
-                                                           closes it
+   (or lost its lease) is recorded ``lost`` in the job's
+   record, unless the tile is in place (its worker
+   finished and died before step 9) or the record
+   already has that attempt; its writer's partial files
+   go; the claim is cleared.  Then a done or failed job
+   ends here.
+5. Announce this attempt in the claim, and append a line   a claim: the next holder's step 4
+   that says it started to this worker's journal.         closes it
 6. Load and validate the spec; compute the tile.           the same
-7. Lease mode: if the job is no longer ours, drop the      a partial file (the next holder's
-   result and write nothing.  Write the tile in our         step 4 removes it), or a complete
-   scratch, hashing its bytes, and ``os.replace`` it into   tile under a claim (recomputed,
-   place.                                                   and replaced with the same bits)
-8. Record the attempt done with the tile's checksum (the   done, and a claim naming a finished
-   record is replaced atomically).                          attempt: see below
-9. Clear the claim; release the lock.                      -
+7. Lease mode: if the job is no longer ours, drop the      a partial file: the next holder's
+   result and write nothing.  Write the tile in our         step 4 removes it
+   scratch, hashing its bytes.
+8. Append the done line, with the tile's checksum, to      a done line for a tile not in place:
+   the journal.                                            the job is pending, and the next
+                                                           holder's step 4 records the attempt
+                                                           lost (that record is what counts)
+9. ``os.replace`` the tile into place: the job is done.    done, and a claim naming a finished
+   Clear the claim; release the lock.                      attempt: see below
 
-A claim left by step 8's SIGKILL is stale, not harmful: step 1 skips a done job without
-looking at its claim, ``status`` reads claims only of jobs not done, and if the job is ever put
-back (``reduce`` finding its tile damaged) the next holder's step 4 finds the attempt in the
-record and clears the claim without recording it again.
+A claim left after step 9's rename is stale, not harmful: steps 1 and 3 skip a done job without
+looking at its claim, ``status`` looks at claims only of jobs not done, and when ``reduce``
+puts back a job whose tile is damaged it clears the claim as it removes the tile.
 
-A kernel that raises fails the attempt (``--retries`` more tries, then the job is failed); an
+An attempt that does not end done is written into the job's record, replaced atomically: a
+kernel that raises fails the attempt (``--retries`` more tries, then the job is failed); an
 invalid spec fails the job at once.  A tile that cannot be written (a full disk: ENOSPC, EFBIG;
 a read-only folder: EROFS) ends the attempt ``abandoned``, with the folder and the error in the
 record; the job stays claimable and the worker stops, with one line that says which folder.
 SIGTERM (``scancel``, a Slurm walltime) and Ctrl-C end the attempt ``interrupted``: its partial
-files go, its claim is cleared, its lock released; the job is claimable again at once.
+files go, its claim is cleared, its lock released; the job is claimable again at once.  (A
+signal after the tile's rename ends nothing: the attempt finished.)
 
 Lease mode, and why computing a tile twice is harmless: a lease can run out while its holder
-still runs, so two workers may compute one tile.  A tile is deterministic, is published by one
-atomic replace, and is recorded done only after that; the late holder checks its lease before
-publishing and before writing the record, and drops its result when the lease is gone (its
-successor recorded that attempt as ``lost`` when it took over).  A holder that loses its lease
-between that check and its replace publishes the same bits again.
+still runs, so two workers may compute one tile.  A tile is deterministic and is published by
+one atomic replace; the late holder checks its lease before writing the tile and before
+writing a record, and drops its result when the lease is gone (its successor recorded that
+attempt as ``lost`` when it took over).  A holder that loses its lease between that check and
+its replace publishes the same bits again, with a done line of its own.
 
-Rules: only the holder of a job's lock writes the job's record, claim or tile.  Nothing is
-written or removed through a symbolic link, at its own name or in place of any folder on the
-way (:mod:`jobrunner.folders`).  Records, tiles and lease claims are published by
-``os.replace`` from the writer's scratch, so no reader sees a half-written one; a flock-mode
-claim is written in place into the held lock file, through the descriptor that holds the lock
-(a reader tolerates a torn one).  Lock files are never deleted while their plan is the spool's:
-unlinking a lock file another process has open splits waiters across two inodes.  Tiles are
-not fsynced: ``reduce`` checks every tile against the checksum in its record, and puts back a
-done job whose tile is missing or damaged (see :mod:`jobrunner.stitch`).
+Rules: only the holder of a job's lock writes the job's record, claim or tile; only its own
+process writes a journal.  Nothing is written or removed through a symbolic link, at its own
+name or in place of any folder on the way (:mod:`jobrunner.folders`).  Records, tiles and
+lease claims are published by ``os.replace`` from the writer's scratch, so no reader sees a
+half-written one; a journal line is one ``write`` to an ``O_APPEND`` file (a reader skips a
+torn last line); a flock-mode claim is written in place into the held lock file, through the
+descriptor that holds the lock (a reader tolerates a torn one).  Lock files are never deleted
+while their plan is the spool's: unlinking a lock file another process has open splits waiters
+across two inodes.  Tiles are not fsynced: ``reduce`` checks every tile against the checksums
+its done lines gave, and puts back a job whose tile is damaged, or that no line gives a
+checksum for (its journal lost), by removing the tile (see :mod:`jobrunner.stitch`).
 """
 
 from __future__ import annotations
@@ -129,25 +139,24 @@ def attempt_job(
         return Outcome(job_id, AttemptResult.PAST_DEADLINE)
     spool.check_current()  # courtesy, not the fence: a replaced plan's paths lead only to its own folders
     spool.check_code()
-    # Step 1: a hint (step 3 reads it again under the lock, and looks at the folder if need be).
-    try:
-        record = spool.read_record(job_id, folder_seen=True)
-    except UnreadableRecord as error:  # this job only: the others go on
-        return Outcome(job_id, AttemptResult.FAILED_ELSEWHERE, error=str(error))
-    if record is not None and record.state in (DONE, FAILED):
-        return Outcome(job_id, AttemptResult.DONE_ELSEWHERE if record.state == DONE else AttemptResult.FAILED_ELSEWHERE)
+    # Step 1: a hint (step 3 looks again under the lock).
+    if spool.tile_in_place(job_id):
+        return Outcome(job_id, AttemptResult.DONE_ELSEWHERE)
     # Step 2.
     with spool.claim(job_id) as claim:
         if claim is None:
             return Outcome(job_id, AttemptResult.BUSY)
         # Step 3.
+        done = spool.tile_in_place(job_id)
         try:
             record = spool.read_record(job_id) or spool.new_record(job_id)
         except UnreadableRecord as error:
             return Outcome(job_id, AttemptResult.FAILED_ELSEWHERE, error=str(error))
+        if record.state == DONE and not done:  # a record of a spool planned before journals, its tile gone
+            record.requeue()
         # Step 4.
-        orphan = close_orphan(spool, claim, record, lambda lost: record.close_lost(lost, time.time(), LOST_WHY))
-        if record.state == DONE:
+        orphan = close_orphan(spool, claim, record, done, lambda lost: record.close_lost(lost, time.time(), LOST_WHY))
+        if done:
             return Outcome(job_id, AttemptResult.DONE_ELSEWHERE)
         if record.state == FAILED:
             return Outcome(
@@ -158,20 +167,22 @@ def attempt_job(
         return _run_attempt(spool, claim, record, retries, Writer.this_process(launched_via(via)))
 
 
-def close_orphan(spool: Spool, claim: Claim, record: JobRecord, close) -> Attempt | None:
+def close_orphan(spool: Spool, claim: Claim, record: JobRecord, done: bool, close) -> Attempt | None:
     """Step 4, holding the job: close the attempt a previous holder left in flight, if any.
 
     ``close(attempt)`` records how that attempt ended (lost, timed out); its writer's half-written
-    files go, and the claim is cleared.
+    files go, and the claim is cleared.  ``done``: the job's tile is in place.
     """
     orphan = claim.orphan()
     if orphan is None:
         return None
     spool.scratch.remove_leftovers(record.id, orphan.writer)
-    # A holder killed between step 8 and step 9 left a claim naming an attempt the record
-    # already has: that one finished, and is not closed a second time.
+    # A holder killed after its tile's rename (step 9) left a claim naming an attempt that
+    # finished; one killed after writing a failure's record, an attempt the record already has:
+    # neither is closed a second time.  (One killed between its done line and its rename did not
+    # finish: no tile is in place, and the attempt is lost.)
     finished = any((a.host, a.pid, a.started) == (orphan.host, orphan.pid, orphan.started) for a in record.attempts)
-    if record.state not in (DONE, FAILED) and not finished:
+    if not done and record.state != FAILED and not finished:
         close(orphan)
         spool.write_record(record)
     claim.clear()
@@ -188,7 +199,11 @@ def close_timed_out(spool: Spool, job_id: str, why: str, retries: int) -> JobRec
             return None
         record = spool.read_record(job_id) or spool.new_record(job_id)
         orphan = close_orphan(
-            spool, claim, record, lambda ended: record.close_timed_out(ended, time.time(), why, retries)
+            spool,
+            claim,
+            record,
+            spool.tile_in_place(job_id),
+            lambda ended: record.close_timed_out(ended, time.time(), why, retries),
         )
         return record if orphan is not None else None
 
@@ -206,12 +221,17 @@ def _run_attempt(spool: Spool, claim: Claim, record: JobRecord, retries: int, wr
         if lost is not None:  # another worker holds the job now: the record and the claim are its own
             spool.scratch.remove_leftovers(job_id, writer)
             return Outcome(job_id, AttemptResult.LEASE_LOST, time.perf_counter() - started, f"result dropped: {lost}")
-        spool.write_record(record)  # step 8 (or the failure's record)
+        if result is not AttemptResult.DONE_HERE:
+            spool.write_record(record)  # an attempt that did not end done: its record (step 8's other branch)
         claim.clear()  # step 9; the lock is released as the `with` of step 2 ends
         return Outcome(job_id, result, time.perf_counter() - started, error)
 
+    def said_done(checksum: str) -> None:  # step 8, between writing the tile and renaming it into place
+        spool.journal.done(job_id, attempt, time.time(), checksum)
+
     try:
         claim.announce(attempt)  # step 5, inside the try: a signal during this write is cleaned up too
+        spool.journal.started(job_id, attempt)
         # Step 6.
         try:
             tile = spool.load_spec(job_id)
@@ -229,11 +249,12 @@ def _run_attempt(spool: Spool, claim: Claim, record: JobRecord, retries: int, wr
         # Step 7.
         if claim.lost() is not None:
             return conclude(AttemptResult.LEASE_LOST)
-        checksum = spool.publish_tile(job_id, values)
-        record.finish(attempt, time.time(), checksum)
-        return conclude(AttemptResult.DONE_HERE)  # steps 8 and 9
+        spool.publish_tile(job_id, values, before_placing=said_done)  # steps 7-9: write, say done, rename
+        return conclude(AttemptResult.DONE_HERE)  # step 9: the claim cleared
     except BaseException as error:  # Ctrl-C, SIGTERM, a disk that refuses the tile: leave the job claimable
-        if attempt not in record.attempts:
+        # Not if the attempt ended already: recorded failed, or its tile renamed into place (a
+        # signal between the rename and step 9 must not record a finished attempt interrupted).
+        if attempt not in record.attempts and not _placed(spool, job_id):
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 record.interrupt(attempt, time.time(), _why_stopped(error))
             else:
@@ -245,6 +266,15 @@ def _run_attempt(spool: Spool, claim: Claim, record: JobRecord, retries: int, wr
                 pass  # the spool's disk refuses the record too: the error being raised says what to fix
             spool.scratch.remove_empty()  # this worker stops here: leave no empty folders behind
         raise
+
+
+def _placed(spool: Spool, job_id: str) -> bool:
+    """Whether the job's tile is in place, for an attempt being cut short: an error looking must
+    not hide the one that cut it short."""
+    try:
+        return spool.tile_in_place(job_id)
+    except (OSError, JobRunnerError):
+        return False
 
 
 def _why_stopped(error: BaseException) -> str:

@@ -340,8 +340,9 @@ def check_outputs(paths: SpoolPaths, manifest: Manifest) -> None:
 
 
 # -- publishing --------------------------------------------------------------------------------------
-def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, str]) -> None:
-    """Step 2: the plan's folder, whole, under ``plans/<id>`` (``specs``: file name -> text)."""
+def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, str], locks: list[str]) -> None:
+    """Step 2: the plan's folder, whole, under ``plans/<id>`` (``specs``: file name -> text; ``locks``:
+    the lock files' names)."""
     plan_id = manifest.plan.id
     with Tree(paths.spool) as tree:
         ensure_folder_in(tree, paths.plans, "spool's plans")
@@ -349,9 +350,11 @@ def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, st
         try:
             tree.mkdir(partial)
             write_new(partial / "plan.json", manifest.to_json(), tree)
-            for name in ("specs", "locks", "records"):
+            for name in ("specs", "locks", "records", "journals"):
                 tree.mkdir(partial / name)
             write_new_files(partial / "specs", specs, tree)  # a new folder nobody reads yet: no partial names
+            # Every job's lock file, empty, made here once: a worker then makes no file to claim a job.
+            write_new_files(partial / "locks", dict.fromkeys(locks, ""), tree)
             tree.rename(partial, paths.plan_folder(plan_id))
         except BaseException:
             tree.remove_tree(partial)

@@ -1,10 +1,12 @@
 """A job's record and the claim of the attempt in flight.  Pure values and transitions, no I/O.
 
-The record (``records/<id>.json`` in its plan's folder) is the single source of truth for
-whether a job is done or failed, names its plan, and keeps every *finished* attempt, each with
-the plan id, kernel code fingerprint and versions that ran it.  The attempt in flight lives in
-the job's claim (the lock file in flock mode), written by the lock's holder (see
-:mod:`jobrunner.protocol`): a claim whose lock is free belongs to a worker that died.
+A job is done while its tile is in place.  Its record (``records/<id>.json`` in its plan's
+folder) exists only once an attempt ended otherwise: it says whether the job is failed, counts
+the failures and lost attempts that lead there, names its plan, and keeps each such attempt,
+with the plan id, kernel code fingerprint and versions that ran it.  An attempt that ends done
+is a line of its worker's journal instead (:mod:`jobrunner.journal`), not a file per job.  The
+attempt in flight lives in the job's claim (the lock file in flock mode), written by the lock's
+holder (see :mod:`jobrunner.protocol`): a claim whose lock is free belongs to a worker that died.
 """
 
 from __future__ import annotations
@@ -202,8 +204,12 @@ def _check_fields(document: Any, types: dict[str, tuple], what: str) -> None:
             raise ValueError(f"{what}'s {name} is negative")
 
 
-def job_state(record: JobRecord | None, claim_is_live: bool) -> JobState:
-    """What a job is now: its record's state once finished, else running while a live worker claims it."""
-    if record is not None and record.state in (DONE, FAILED):
-        return record.state
+def job_state(tile_in_place: bool, record: JobRecord | None, claim_is_live: bool) -> JobState:
+    """What a job is now: done while its tile is in place; failed if its record says so; else
+    running while a live worker claims it.  (A record that says done without its tile in place,
+    from a spool planned before journals, is a job to do again.)"""
+    if tile_in_place:
+        return DONE
+    if record is not None and record.state == FAILED:
+        return FAILED
     return RUNNING if claim_is_live else PENDING

@@ -52,7 +52,6 @@ from jobrunner.executors import descriptor_verdict, fork_context
 from jobrunner.grid import Grid, Tile
 from jobrunner.plan import Plan
 from jobrunner.spool import Spool
-from jobrunner.vocabulary import AttemptOutcome
 from jobrunner.wording import count_of, size_of
 
 #: The lab's grid at this step is 4 to 5 s of the loop kernel on the 2-CPU machine here: big
@@ -385,13 +384,7 @@ def time_one_run(plan: Plan, workers: int, scratch: Path) -> TimedRun:
 
 def tile_seconds(spool: Spool) -> tuple[float, ...]:
     """Each finished tile's compute time (its attempt's start to end, as its worker recorded it)."""
-    return tuple(
-        attempt.seconds
-        for status in spool.statuses(probe_locks=False)
-        if status.record is not None
-        for attempt in status.record.attempts
-        if attempt.outcome == AttemptOutcome.DONE and attempt.seconds is not None
-    )
+    return tuple(attempt.seconds for _, attempt in spool.finished_attempts() if attempt.seconds is not None)
 
 
 def run_scale(

@@ -48,9 +48,12 @@ class Scratch:
         writer = Writer.this_process() if writer is None else writer
         return SpoolPaths.scratch(target.parent, writer.tag) / target.name
 
-    def publish(self, target: Path, write: Callable[[BinaryIO], None]) -> None:
-        """Write ``target`` through ``write(file)`` in this process's scratch, then rename it into place."""
-        write_atomically(target, write, self.partial(target), self.tree)
+    def publish(
+        self, target: Path, write: Callable[[BinaryIO], None], before_rename: Callable[[], None] | None = None
+    ) -> None:
+        """Write ``target`` through ``write(file)`` in this process's scratch, then rename it into place
+        (after ``before_rename()``, if given)."""
+        write_atomically(target, write, self.partial(target), self.tree, before_rename)
 
     def publish_text(self, target: Path, text: str) -> None:
         self.publish(target, lambda file: file.write(text.encode()))

@@ -2,7 +2,7 @@
 
 :class:`Spool` is the store the protocol (:mod:`jobrunner.protocol`) works on: it opens or
 creates a plan (publishing and replacing plans is :mod:`jobrunner.publish`'s), loads and checks
-specs, reads and writes records, takes claims through the spool's lock mode
+specs, reads and writes records and this process's journal, takes claims through the spool's lock mode
 (:mod:`jobrunner.locking`), publishes tiles through its writer's scratch
 (:mod:`jobrunner.scratch`), and derives every job's state.  Where each file lives is
 :mod:`jobrunner.paths`'s.
@@ -15,9 +15,9 @@ spool file can make a worker write outside its plan's tiles folder.  A record is
 it names its folder's plan.  Spool files are JSON; nothing is ever unpickled.  A spool or
 outputs folder that every user of the machine may write to is refused (a group may).
 
-States (:func:`jobrunner.records.job_state`, from the record and the claim):
+States (:func:`jobrunner.records.job_state`, from the tile, the record and the claim):
 
-* done: the record says done; the tile is in place (the record is written only after it).
+* done: the tile is in place (renamed there only after its worker's journal gave its checksum).
 * failed: the kernel failed more than ``--retries`` times, the spec is invalid, or workers died
   on it :data:`~jobrunner.records.MAX_LOST_ATTEMPTS` times; claimed again only with
   ``--retry-failed``.
@@ -35,9 +35,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -51,13 +52,15 @@ from jobrunner.files import ensure_folder, ensure_folder_in, explain_write_error
 from jobrunner.folders import Tree
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.identity import code_fingerprint, new_plan_id, versions
+from jobrunner.journal import TAIL_BYTES, Journal, Line, in_flight, read_lines
 from jobrunner.locking import AUTO, Choice, Claim, JobLocks, locks_for, read_choice, resolve
 from jobrunner.paths import DEFAULT_OUTPUTS, SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.publish import Manifest, PlanReplaced
-from jobrunner.records import DONE, FAILED, Attempt, JobRecord, job_state
+from jobrunner.records import FAILED, Attempt, JobRecord, job_state
 from jobrunner.scratch import Scratch
 from jobrunner.tilefile import write_tile
+from jobrunner.vocabulary import AttemptOutcome
 from jobrunner.writer import Writer
 
 
@@ -100,6 +103,8 @@ class Spool:
         self.tree = Tree(paths.spool, paths.outputs)
         #: Where this process writes tiles and records before publishing them, and who cleans what.
         self.scratch = Scratch(paths, self.tree)
+        #: This process's journal of the attempts it starts and finishes (jobrunner.journal).
+        self.journal = Journal(paths, self.tree)
         self._locking: Choice | None = None  # chosen by choose_locking()
 
     def choose_locking(self) -> Choice:
@@ -169,7 +174,7 @@ class Spool:
                 "missing (a `jobrunner plan` killed while publishing it?): plan again, "
                 f"`{paths.replan_command(manifest.plan)}`"
             )
-        for folder in (paths.plans, paths.specs, paths.locks, paths.records):
+        for folder in (paths.plans, paths.specs, paths.locks, paths.records, paths.journals):
             refuse_world_writable(folder, f"spool's {folder.name}")
         return cls(paths, manifest, lock, lease_seconds)
 
@@ -219,10 +224,11 @@ class Spool:
         )
         paths = paths.for_plan(manifest.plan.id)
         publish.bind_outputs(paths, manifest.spool_id, dry_run=True)  # a plan that loses a race binds nothing
-        suffix = paths.spec("").name
-        specs = {tile.id + suffix: spec_json(tile, manifest.plan.id) for tile in plan.tiles()}
+        tiles, suffix = plan.tiles(), paths.spec("").name
+        specs = {tile.id + suffix: spec_json(tile, manifest.plan.id) for tile in tiles}
+        locks = [tile.id + paths.lock("").name for tile in tiles]
         try:
-            publish.write_plan_folder(paths, manifest, specs)
+            publish.write_plan_folder(paths, manifest, specs, locks)
             publish.publish(paths, manifest, existing, over_unreadable=unreadable)
         except BaseException as error:
             if not _is_current(paths, manifest):  # a Ctrl-C after the link must not undo a published plan
@@ -409,15 +415,22 @@ class Spool:
             raise
 
     # -- tiles -------------------------------------------------------------------------------------
-    def publish_tile(self, job_id: str, tile: np.ndarray) -> str:
-        """Put the tile in place atomically; the checksum of its bytes, for the done record.
+    def publish_tile(self, job_id: str, tile: np.ndarray, before_placing: Callable[[str], None]) -> str:
+        """Put the tile in place atomically; the checksum of its bytes.
 
-        Not fsynced: reduce checks every tile against its checksum, after a crash too.
+        ``before_placing(checksum)`` runs once the tile is written in this process's scratch and
+        before it is renamed into place (protocol step 8: the journal's done line), so a tile in
+        place always has its checksum said.  Not fsynced: reduce checks every tile against its
+        checksum, after a crash too.
         """
         target = self.paths.tile(job_id)
         checksum = []
         try:
-            self.scratch.publish(target, lambda file: checksum.append(write_tile(file, tile, self.plan.tile_dtype)))
+            self.scratch.publish(
+                target,
+                lambda file: checksum.append(write_tile(file, tile, self.plan.tile_dtype)),
+                before_rename=lambda: before_placing(checksum[0]),
+            )
         except OSError as error:
             self.check_current()
             raise JobRunnerError(
@@ -427,29 +440,104 @@ class Spool:
 
     # -- the whole spool ---------------------------------------------------------------------------
     def statuses(self, probe_locks: bool = True) -> list[JobStatus]:
-        """Every job's state.  ``probe_locks=False`` reads only records: running jobs show as pending."""
+        """Every job's state, from one listing of the tiles folder and of the records folder (and
+        the records listed): a tile in place is a done job.  ``probe_locks=False`` looks at no
+        claim: running jobs show as pending.  Otherwise the claims looked at are those of the
+        attempts in flight at the end of the journals (:func:`jobrunner.journal.in_flight`)."""
         result = []
-        probe_locks = probe_locks and self.locking_if_chosen() is not None  # else no worker has claimed anything
         self._check_records_folder()  # once, not once per job without a record
-        # One listing of each folder, not one failed open per job that has no record or claim yet:
-        # a snapshot, as the whole scan is (a worker decides only under the job's lock, step 3).
-        recorded, suffix = set(self.tree.names(self.paths.records)), self.paths.record("").name
-        claimed = self.locks.claimed_jobs() if probe_locks else set()
+        # A snapshot, as the whole scan is: a worker decides only under the job's lock (step 3).
+        in_place, recorded = self.tiles_in_place(), set(self.tree.names(self.paths.records))
+        suffix = self.paths.record("").name
+        flying = {}
+        if probe_locks and self.locking_if_chosen() is not None:  # else no worker has claimed anything
+            flying = in_flight(list(self.journal_lines(tail=True)))
         for job_id in self._tiles:
             try:
                 record = self.read_record(job_id, folder_seen=True) if job_id + suffix in recorded else None
             except UnreadableRecord as error:  # that job only: it is reported, and left alone
                 result.append(JobStatus(job_id, FAILED, None, problem=str(error)))
                 continue
-            claim = None
-            if job_id in claimed and (record is None or record.state not in (DONE, FAILED)):
-                claim = self.locks.peek(job_id)
-            result.append(JobStatus(job_id, job_state(record, claim is not None), record, claim))
+            done = job_id in in_place
+            claim = self.locks.peek(job_id) if job_id in flying and not done else None
+            result.append(JobStatus(job_id, job_state(done, record, claim is not None), record, claim))
         return result
 
+    def tiles_in_place(self) -> set[str]:
+        """The jobs whose tile is in place: the done ones (one listing of the plan's tiles folder)."""
+        suffix = self.paths.tile("").name
+        try:
+            names = self.tree.names(self.paths.tiles)
+        except FileNotFoundError:
+            return set()  # no tile yet (the folder is made by the first worker)
+        return {name[: -len(suffix)] for name in names if name.endswith(suffix) and name[: -len(suffix)] in self._tiles}
+
+    def tile_in_place(self, job_id: str) -> bool:
+        """Whether the job is done: its tile is in place (one lookup)."""
+        try:
+            return stat.S_ISREG(self.tree.stat(self.paths.tile(job_id)).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def journal_lines(self, tail: bool = False) -> Iterator[Line]:
+        """What every worker's journal says (``tail``: only the ends of the journals, where the
+        attempts in flight and the latest tiles are)."""
+        return read_lines(self.paths, self.tree, self.plan.id, TAIL_BYTES if tail else None)
+
+    def history(self, tail: bool = False) -> dict[str, list[Attempt]]:
+        """Every ended attempt, by job, in order of start: those that ended done from the journals
+        (``tail``: only the latest, from their ends), the others from the records.
+
+        An attempt said done in a journal and then recorded otherwise (lost: its worker died
+        between its done line and its tile's rename) is the record's.
+        """
+        by_job = {record.id: list(record.attempts) for record in self.records()}
+        recorded = {(job, a.host, a.pid, a.started) for job, attempts in by_job.items() for a in attempts}
+        for line in self.journal_lines(tail):
+            if not line.in_flight and (line.job, *line.key) not in recorded:
+                by_job.setdefault(line.job, []).append(line.attempt)
+        for attempts in by_job.values():
+            attempts.sort(key=lambda attempt: attempt.started)
+        return by_job
+
+    def finished_attempts(self, tail: bool = False) -> list[tuple[str, Attempt]]:
+        """(job, attempt) of every attempt that ended done (``tail``: the latest ones)."""
+        return [
+            (job_id, attempt)
+            for job_id, attempts in self.history(tail).items()
+            for attempt in attempts
+            if attempt.outcome == AttemptOutcome.DONE
+        ]
+
+    def checksums(self) -> dict[str, set[str]]:
+        """Every checksum a finished attempt gave each job's tile: what a tile in place must match
+        (from the journals, and from the records of a spool planned before journals)."""
+        sums: dict[str, set[str]] = {}
+        for line in self.journal_lines():
+            if line.tile is not None:
+                sums.setdefault(line.job, set()).add(line.tile)
+        for record in self.records():
+            if record.tile is not None:
+                sums.setdefault(record.id, set()).add(record.tile)
+        return sums
+
+    def records(self) -> list[JobRecord]:
+        """The records there are (jobs with an attempt that did not end done); unreadable ones left out."""
+        suffix, found = self.paths.record("").name, []
+        for name in self.tree.names(self.paths.records):
+            job_id = name[: -len(suffix)]
+            if name.endswith(suffix) and job_id in self._tiles:
+                with suppress(UnreadableRecord):
+                    record = self.read_record(job_id, folder_seen=True)
+                    if record is not None:
+                        found.append(record)
+        return found
+
     # -- putting jobs back -------------------------------------------------------------------------
-    def requeue(self, job_id: str) -> bool:
-        """Make a job claimable again (under its lock); False if a worker holds it now."""
+    def requeue(self, job_id: str, bad_tile: bool = False) -> bool:
+        """Make a job claimable again (under its lock), with a fresh allowance of retries; False if
+        a worker holds it now.  ``bad_tile``: its tile is proven bad (reduce), so it goes: a job is
+        done while its tile is in place."""
         with self.claim(job_id) as claim:
             if claim is None:
                 return False
@@ -457,6 +545,11 @@ class Spool:
                 record = self.read_record(job_id)
             except UnreadableRecord:
                 return False  # its message says to delete it; nothing here can tell what it held
+            if bad_tile:
+                self.tree.unlink(self.paths.tile(job_id))  # a link planted there goes, never its target
+                # A claim on a done job is stale (its holder was killed after the tile's rename,
+                # before step 9): that attempt finished, and must not be recorded lost later.
+                claim.clear()
             if record is not None:
                 record.requeue()
                 self.write_record(record)

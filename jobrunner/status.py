@@ -1,9 +1,10 @@
 """What a spool holds right now: counts by state, what is running where, why jobs failed, and
 the map of its tiles that ``status --watch`` prints and draws (:func:`tile_map`, one orientation).
 
-Safe while workers are busy: it reads records and claims, and probes the lock only of a job
-claimed from another host (a probe is a non-blocking try, released at once; in lease mode it
-only looks at the lease's marker).
+Safe while workers are busy: it lists the tiles and records, reads the records there are and
+the ends of the workers' journals, looks at the claims only of the attempts in flight there,
+and probes the lock only of a job claimed from another host (a probe is a non-blocking try,
+released at once; in lease mode it only looks at the lease's marker).
 """
 
 from __future__ import annotations
@@ -77,13 +78,8 @@ def spool_status(spool: Spool) -> SpoolStatus:
     report = SpoolStatus(
         len(statuses), spool.locking_if_chosen(), Counter({PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0})
     )
-    durations = [
-        attempt.seconds
-        for status in statuses
-        if status.record is not None
-        for attempt in status.record.attempts
-        if attempt.outcome == DONE and attempt.seconds is not None
-    ]
+    # The latest tiles (from the ends of the journals): what a tile takes now, for "overdue".
+    durations = [attempt.seconds for _, attempt in spool.finished_attempts(tail=True) if attempt.seconds is not None]
     report.median_tile_seconds = statistics.median(durations) if durations else None
     report.draining = drain_requested(spool.paths)
     now = time.time()

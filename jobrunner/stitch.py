@@ -32,10 +32,9 @@ from jobrunner.files import create_new, ensure_folder, write_text
 from jobrunner.folders import Tree
 from jobrunner.identity import versions
 from jobrunner.paths import SpoolPaths
-from jobrunner.records import DONE, FAILED, PENDING, RUNNING
+from jobrunner.records import DONE, FAILED, PENDING, RUNNING, Attempt
 from jobrunner.spool import JobStatus, Spool
 from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
-from jobrunner.vocabulary import AttemptOutcome
 from jobrunner.wording import count_of, size_of
 from jobrunner.writer import Writer, writer_tag
 
@@ -88,18 +87,13 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
     something no worker writes (a FIFO, a folder, a symbolic link) was put there by someone:
     either refuses the reduce, with one line, and requeues nothing.
     """
-    if not spool.tree.is_folder(spool.paths.tiles):
-        raise JobRunnerError(
-            f"the tiles folder {spool.paths.tiles} of plan {spool.plan.id} is missing, though "
-            f"{len(done)} jobs are recorded done: was it moved? Move it back; nothing was requeued"
-        )
     bad = []
-    tiles = spool.plan.tile_by_id()
+    tiles, checksums = spool.plan.tile_by_id(), spool.checksums()
     for status in done:
         path = spool.paths.tile(status.id)
         try:
-            recorded = status.record.tile if status.record else None
-            why = check_tile(path, tiles[status.id].shape, recorded, checked, spool.tree, spool.plan.tile_dtype)
+            said = checksums.get(status.id, set())
+            why = check_tile(path, tiles[status.id].shape, said, checked, spool.tree, spool.plan.tile_dtype)
         except NotATile as error:
             raise JobRunnerError(
                 f"{error}: someone put it there; move it away and reduce again (its job is then computed "
@@ -113,6 +107,19 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
         if why is not None:
             bad.append((status.id, why))
     return bad
+
+
+def _refuse_moved_tiles(spool: Spool, statuses: list[JobStatus]) -> None:
+    """No tile in place, though the journals say tiles were done: the tiles folder was moved
+    (or emptied).  Computing them all again is not what anyone wants."""
+    if any(s.state == DONE for s in statuses) or spool.tree.is_folder(spool.paths.tiles):
+        return
+    said_done = {job for job, _ in spool.finished_attempts(tail=True)}
+    if said_done:
+        raise JobRunnerError(
+            f"the tiles folder {spool.paths.tiles} of plan {spool.plan.id} is missing, though its workers "
+            f"say {count_of(len(said_done), 'tile')} were done: was it moved? Move it back; nothing was requeued"
+        )
 
 
 #: Bytes of the output array mapped at once while stitching.
@@ -264,13 +271,16 @@ def _provenance(spool: Spool, missing: list[str]) -> str:
     )
 
 
-def _hosts(done: list[JobStatus]) -> dict[str, int]:
-    """How many of the done tiles each host computed (the attempt that finished each)."""
+def _hosts(spool: Spool, done: list[JobStatus]) -> dict[str, int]:
+    """How many of the done tiles each host computed (the latest attempt that finished each)."""
+    latest: dict[str, Attempt] = {}
+    for job_id, attempt in spool.finished_attempts():
+        if job_id not in latest or attempt.started > latest[job_id].started:
+            latest[job_id] = attempt
     hosts: dict[str, int] = {}
     for status in done:
-        finished = [a for a in (status.record.attempts if status.record else []) if a.outcome == AttemptOutcome.DONE]
-        if finished:
-            hosts[finished[-1].host] = hosts.get(finished[-1].host, 0) + 1
+        if status.id in latest:
+            hosts[latest[status.id].host] = hosts.get(latest[status.id].host, 0) + 1
     return hosts
 
 
@@ -285,6 +295,7 @@ def reduce(
     view = figure_view(spool.plan, at, field)  # a wrong --field or --slice is refused before any work
     spool.check_outputs()
     statuses = spool.statuses()  # with claims: a running tile is not a failed one
+    _refuse_moved_tiles(spool, statuses)
     unfinished = [s for s in statuses if s.state != DONE]
     if unfinished and not partial:
         raise _refuse_unfinished(spool.paths, unfinished, len(statuses))
@@ -294,7 +305,7 @@ def reduce(
     bad = _bad_tiles(spool, done_statuses, checked) if done else []
     if bad:
         for job_id, _ in bad:
-            spool.requeue(job_id)
+            spool.requeue(job_id, bad_tile=True)
         first, why = bad[0]
         raise JobRunnerError(
             f"tile {spool.paths.tile(first)} is bad: {why}"
@@ -322,7 +333,7 @@ def reduce(
                     " --partial" if partial else ""
                 )
                 attributes = dataset.attributes(
-                    spool.plan, spool.manifest.created_at, _hosts(done_statuses), len(missing), command
+                    spool.plan, spool.manifest.created_at, _hosts(spool, done_statuses), len(missing), command
                 )
                 nc_file = closing.enter_context(create_new(partial_labelled))
                 mask_rows = block_rows(spool.plan) if missing else None

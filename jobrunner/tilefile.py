@@ -2,12 +2,13 @@
 fields: ``Plan.tile_dtype``), and the checksum of its bytes.
 
 A worker writes a tile through :func:`write_tile`, which hashes the bytes as they go out; the
-checksum goes into the job's done record.  ``reduce`` reads the file back through
+checksum goes into its worker's journal, in the line that says the job is done
+(:mod:`jobrunner.journal`).  ``reduce`` reads the file back through
 :func:`check_tile` before stitching it: the header must say exactly the plan's dtype, C order and
-the tile's shape, the size must match, and the bytes must hash to the recorded checksum, so a
-flipped bit, a truncated or rewritten file (float32, ``.npz``), or another tile's file is a bad
-tile, never a wrong result (unless its record was rewritten to match, by someone who may write
-records).  Stitching then reads only the very files it checked (:func:`identity`).  A path
+the tile's shape, the size must match, and the bytes must hash to the checksum its worker
+gave, so a flipped bit, a truncated or rewritten file (float32, ``.npz``), or another tile's file
+is a bad tile, never a wrong result (unless a journal line was forged to match, by someone who
+may write in the spool).  Stitching then reads only the very files it checked (:func:`identity`).  A path
 that is not a regular file (a FIFO, a device, a folder, a symbolic link) is refused without
 being opened for reading in a way that could block.
 """
@@ -20,6 +21,7 @@ import io
 import math
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -89,17 +91,21 @@ def open_tile(path: Path, tree: Tree | None = None) -> int:
 def check_tile(
     path: Path,
     shape: tuple[int, ...],
-    checksum: str | None,
+    checksums: str | Collection[str],
     seen: dict | None = None,
     tree: Tree | None = None,
     dtype: np.dtype = TILE_DTYPE,
 ) -> str | None:
     """Why the tile at ``path`` is bad (missing, truncated, another dtype or shape, other bytes), or None.
 
+    ``checksums``: what the attempts that finished it said its bytes hash to (usually one).
+
     Raises :class:`NotATile` for a path that is not a regular file, and OSError for a file that
     cannot be read (which proves nothing about the tile).  ``seen``: where to note the identity
     of a good tile's file, so that whoever reads it later can tell it is still that file.
     """
+    if isinstance(checksums, str):
+        checksums = {checksums}  # one, not the characters of one
     try:
         fd = open_tile(path, tree)
     except FileNotFoundError:
@@ -116,10 +122,13 @@ def check_tile(
     problem = _header_problem(head, size, shape, dtype)
     if problem is not None:
         return problem
-    if checksum is None:
-        return "recorded done without a checksum"
-    if f"sha256:{digest.hexdigest()}" != checksum:
-        return "changed since its worker wrote it (its bytes do not match the checksum in its record)"
+    if not checksums:
+        return (
+            "no worker's journal gives its checksum (its journal was lost, or the file was put there by hand), "
+            "so it cannot be checked"
+        )
+    if f"sha256:{digest.hexdigest()}" not in checksums:
+        return "changed since its worker wrote it (its bytes do not match the checksum its worker gave)"
     if seen is not None:
         seen[str(path)] = identity(info)
     return None

@@ -103,8 +103,9 @@ def timeline(spool: Spool, statuses: list[JobStatus] | None = None) -> RunTimeli
     now = time.time()
     by_worker: dict[tuple[str, int], WorkerTimeline] = {}
     running = 0
+    history = spool.history()
     for status in spool.statuses() if statuses is None else statuses:
-        attempts = [(status.id, a) for a in (status.record.attempts if status.record else [])]
+        attempts = [(status.id, a) for a in history.get(status.id, [])]
         if status.claim is not None:
             attempts.append((status.id, status.claim))
             running += 1

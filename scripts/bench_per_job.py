@@ -8,8 +8,9 @@ also compares 10,000 jobs with 100 (target: within 1.5x per job).
 
 The floor, measured in the same run: the file operations every job needs, done by bare system
 calls in a loop with no Python framework around them (W processes, each its share of the
-jobs): take and drop a flock on the job's lock file, read its spec, write a tile and a record
-to a scratch name and rename each into place.  jobrunner's cost is printed against it; what
+jobs): take and drop a flock on the job's lock file (made by plan), read its spec, append a
+line to the worker's journal, write a tile to a scratch name, append a second line, and rename
+the tile into place.  jobrunner's cost is printed against it; what
 it adds above the floor is its own (filelock, JSON records, checks).  The floor itself costs
 more per job in a long run than in a short one on this disk, so the growth from the smallest
 spool to the largest is printed both plainly and as a multiple of the floor.
@@ -35,22 +36,23 @@ FLOOR = """
 import fcntl, json, os, sys, time
 spool, out, share, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 plan = json.load(open(spool + "/plan.json"))
-specs = f"{spool}/plans/{plan['id']}/specs" if "id" in plan else spool + "/specs"  # or a spool of jobrunner < 0.2
-ids = sorted(name[:-5] for name in os.listdir(specs))[share::workers]
+folder = f"{spool}/plans/{plan['id']}" if "id" in plan else spool  # or a spool of jobrunner < 0.2
+ids = sorted(name[:-5] for name in os.listdir(folder + "/specs"))[share::workers]
 tile = bytes(136)  # a one-cell .npy: 128 bytes of header and one float64
-for sub in ("locks", "tiles", "records"):
-    os.makedirs(f"{out}/{sub}/.{share}.partial", exist_ok=True)
+os.makedirs(f"{out}/tiles/.{share}.partial", exist_ok=True)
+journal = os.open(f"{out}/journal-{share}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 started = time.perf_counter()
 for job in ids:
-    fd = os.open(f"{out}/locks/{job}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(f"{folder}/locks/{job}.lock", os.O_RDWR)  # made by plan, as jobrunner's are
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    with open(f"{specs}/{job}.json") as spec:
+    with open(f"{folder}/specs/{job}.json") as spec:
         json.loads(spec.read())
-    for sub, data in (("tiles", tile), ("records", json.dumps({"id": job, "state": "done"}).encode())):
-        partial = f"{out}/{sub}/.{share}.partial/{job}"
-        with open(partial, "wb") as file:
-            file.write(data)
-        os.replace(partial, f"{out}/{sub}/{job}")
+    os.write(journal, json.dumps({"job": job, "started": time.time()}).encode() + b"\\n")
+    partial = f"{out}/tiles/.{share}.partial/{job}"
+    with open(partial, "wb") as file:
+        file.write(tile)
+    os.write(journal, json.dumps({"job": job, "outcome": "done"}).encode() + b"\\n")
+    os.replace(partial, f"{out}/tiles/{job}")
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 print(time.perf_counter() - started)

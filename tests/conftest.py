@@ -138,8 +138,11 @@ class Project:
         return self.outputs / "tiles" / self.plan_id
 
     def records(self) -> dict[str, dict]:
-        folder = self.plan_folder / "records"
-        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+        """What the spool says of every job that has been tried (see :func:`records_of`)."""
+        return records_of(self.plan_folder, self.tiles)
+
+    def journal_lines(self) -> list[dict]:
+        return journal_lines(self.plan_folder)
 
     def claims(self) -> dict[str, dict]:
         """The attempts in flight: what each non-empty lock file (flock) or claim file (lease) names."""
@@ -191,6 +194,46 @@ class Project:
 
     def load(self, name: str) -> np.ndarray:
         return np.load(self.outputs / name)
+
+
+def records_of(plan_folder: Path, tiles: Path) -> dict[str, dict]:
+    """What a plan's files say of every job that has been tried, as its record would say it if
+    every attempt were recorded there (``{"id", "plan", "state", "failures", "lost", "tile", "attempts"}``),
+    read from the files as they lie, not through jobrunner: done while its tile is in place;
+    its attempts are its record's (those that did not end done) and the done lines of every
+    worker's journal (one a record also has, the record's), in order of start."""
+    recorded = {p.stem: json.loads(p.read_text()) for p in sorted((plan_folder / "records").glob("*.json"))}
+    found = {job: {**r, "attempts": list(r["attempts"])} for job, r in recorded.items()}
+    for line in journal_lines(plan_folder):
+        if line.get("outcome") != "done":
+            continue  # an attempt started: in flight, or ended in its record
+        fresh = {"id": line["job"], "plan": line["plan"], "state": "pending", "failures": 0, "lost": 0, "tile": None}
+        job = found.setdefault(line["job"], {**fresh, "attempts": []})
+        if any((a["host"], a["pid"], a["started"]) == (line["host"], line["pid"], line["started"])
+               for a in recorded.get(line["job"], {}).get("attempts", [])):  # fmt: skip
+            continue
+        job["tile"] = line["tile"]
+        job["attempts"].append({k: v for k, v in line.items() if k not in ("job", "tile")})
+    for job_id, job in found.items():
+        job["attempts"].sort(key=lambda a: a["started"])
+        if (tiles / f"{job_id}.npy").is_file():
+            job["state"] = "done"
+    for path in sorted(tiles.glob("*.npy")) if tiles.is_dir() else []:  # a tile no line or record names
+        unknown = {"id": path.stem, "plan": tiles.name, "state": "done", "failures": 0, "lost": 0, "tile": None}
+        found.setdefault(path.stem, {**unknown, "attempts": []})
+    return dict(sorted(found.items()))
+
+
+def journal_lines(plan_folder: Path) -> list[dict]:
+    """Every line of every worker's journal (a torn last line left out)."""
+    lines = []
+    for path in sorted((plan_folder / "journals").glob("*.jsonl")):
+        for text in path.read_text().splitlines():
+            try:
+                lines.append(json.loads(text))
+            except ValueError:
+                pass
+    return lines
 
 
 def all_threads_stopped(pid: int) -> bool:

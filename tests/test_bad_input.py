@@ -146,7 +146,7 @@ def test_reduce_refuses_missing_tiles_and_partial_stitches_them_as_nan(project, 
 def test_a_records_folder_deleted_under_a_plan_is_refused_not_taken_for_no_progress(project, command):
     project.run("plan", "--step", "0.1", "--tiles", "2x2", "--kernel", "numpy")
     project.run("work")
-    shutil.rmtree(project.plan_folder / "records")  # every job's progress: the tiles would all be recomputed
+    shutil.rmtree(project.plan_folder / "records")  # every job's failures: failed jobs would be retried
     result = project.run(command, check=False)
     assert_one_line_error(result, "has no records folder", "--replace")
     assert not (project.plan_folder / "records").exists()

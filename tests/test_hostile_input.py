@@ -93,6 +93,7 @@ def test_more_workers_than_open_files_allow_is_refused_not_hung(project):
 def test_a_link_planted_at_a_lock_file_is_named_not_blamed_on_the_disk(project):
     plan(project)
     lock = project.plan_folder / "locks" / "tile-r000-c000.lock"
+    lock.unlink()  # the lock file plan made, swapped for a link
     lock.symlink_to(project.root / "elsewhere")
     result = project.run("work", check=False)
     assert_one_line_error(result, "symbolic link", str(lock))
@@ -119,15 +120,31 @@ def test_a_full_spool_disk_at_plan_gets_one_line(project):
         assert not (project.spool / "plan.json").exists() and not list((project.spool / "plans").iterdir())
 
 
-@pytest.mark.parametrize(
-    "mode, fragment", [("lease", "cannot write the claim"), ("flock", "cannot write the job record")]
-)
-def test_a_spool_disk_that_fills_up_under_a_worker_gets_one_line(project, mode, fragment):
-    """So few inodes that the plan fits and the first claim (lease mode) or record (flock) does not."""
-    with tiny_disk(project.spool, "size=1m,nr_inodes=15"):
+@pytest.mark.parametrize("leave", [0, 1])
+@pytest.mark.parametrize("mode", ["lease", "flock", "auto"])
+def test_a_spool_disk_that_fills_up_under_a_worker_gets_one_line(project, mode, leave):
+    """The disk fills up after the plan, to its last inode or all but one: whichever file a worker
+    makes first on the spool's disk and finds no room for (its probe of flock, which must not be
+    taken for a disk without flock; the lock mode's record; its lease and claim; its journal),
+    it stops with one line that says the disk is full."""
+    with tiny_disk(project.spool, "size=1m,nr_inodes=64"):
         plan(project)
+        fill_inodes(project.spool, leave)
         project.env["JOBRUNNER_LOCK"] = mode
-        assert_one_line_error(project.run("work", check=False), fragment, "the disk is full")
+        assert_one_line_error(project.run("work", check=False), "the disk is full")
+
+
+def fill_inodes(folder, leave: int) -> None:
+    """Make empty files in ``folder`` until its disk has no inode left, then remove ``leave`` of them."""
+    made = []
+    try:
+        while True:
+            made.append(folder / f"filler-{len(made)}")
+            made[-1].touch()
+    except OSError:
+        made.pop()
+    for path in made[len(made) - leave :]:
+        path.unlink()
 
 
 @pytest.mark.parametrize("text", ["[bold]mGal[/]", "m$_$", "a[/]b"])

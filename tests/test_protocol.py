@@ -44,7 +44,14 @@ def dead_pid() -> int:
 
 
 def outcomes(spool: Spool, job_id: str) -> list[str]:
-    return [a.outcome for a in spool.read_record(job_id).attempts]
+    """How each ended attempt of the job ended: done ones from the journals, others from its record."""
+    return [a.outcome for a in spool.history().get(job_id, [])]
+
+
+def start_attempt(spool: Spool, claim, attempt: Attempt) -> None:
+    """Step 5, as a worker does it: the claim names the attempt, and the worker's journal says it started."""
+    claim.announce(attempt)
+    spool.journal.started(claim.job_id, attempt)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -93,12 +100,12 @@ def test_a_finished_attempt_whose_claim_was_never_cleared_is_not_recorded_again(
     spool = make_spool(tmp_path, mode)
     job = spool.job_ids[0]
     attempt_job(spool, job)
-    finished = spool.read_record(job).attempts[0]
+    finished = spool.history()[job][0]
     with spool.claim(job) as claim:
         claim.announce(finished)  # the claim step 9 would have cleared
     assert spool.locks.peek(job) is not None  # its writer (this process) is alive...
     assert [s.state for s in spool.statuses() if s.id == job] == ["done"]  # ...but a done job is done
-    assert spool.requeue(job)
+    assert spool.requeue(job, bad_tile=True)  # as reduce puts back a damaged tile
     assert attempt_job(spool, job).result is AttemptResult.DONE_HERE
     assert outcomes(spool, job) == ["done", "done"]
     assert spool.locks.read_claim(job) is None
@@ -145,10 +152,10 @@ def test_a_claim_naming_a_live_writer_is_running_and_one_naming_a_dead_one_is_pe
     job = spool.job_ids[0]
     other = second_claim_set(spool)
     with other.claim(job) as claim:
-        claim.announce(Attempt(1, Writer.this_process().host, os.getpid(), 1.0, plan=spool.plan.id))
+        start_attempt(other, claim, Attempt(1, Writer.this_process().host, os.getpid(), 1.0, plan=spool.plan.id))
         assert {s.id: s.state for s in spool.statuses()}[job] == "running"
     with spool.claim(job) as claim:
-        claim.announce(Attempt(1, Writer.this_process().host, dead_pid(), 1.0, plan=spool.plan.id))
+        start_attempt(spool, claim, Attempt(1, Writer.this_process().host, dead_pid(), 1.0, plan=spool.plan.id))
     assert {s.id: s.state for s in spool.statuses()}[job] == "pending"
 
 

@@ -156,7 +156,7 @@ def test_a_multi_field_kernel_stitches_bit_for_bit_and_reads_back_labelled(proje
 def test_a_partial_reduce_marks_the_missing_cells_in_the_dataset(project):
     project.run("plan", *AXIS_ARGS, "--tiles", "2x2x1", "--kernel", "jr_test_kernels:two_fields", "--unit", "wave=µm")
     project.run("supervise", "--workers", "2")
-    (project.plan_folder / "records" / "tile-001-001-000.json").unlink()  # its job is pending again
+    (project.tiles / "tile-001-001-000.npy").unlink()  # its job is pending again
     project.run("reduce", "--partial")
     with xr.open_dataset(project.outputs / "stitched.nc") as ds:
         complete = ds["complete"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROCESS_TIMEOUT, Project, engine_missing, open_the_tally, wait
+from conftest import PROCESS_TIMEOUT, Project, engine_missing, open_the_tally, records_of, wait
 from filelock import FileLock, Timeout
 
 STEP = 0.02
@@ -116,7 +116,8 @@ def _wait_for_a_claim(shared: Path) -> Path:
 
 
 def _records(shared: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in (_plan_folder(shared) / "records").glob("*.json")}
+    plan = _plan_folder(shared)
+    return records_of(plan, shared / "outputs" / "tiles" / plan.name)
 
 
 @pytest.mark.slow

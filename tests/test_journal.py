@@ -1,0 +1,148 @@
+"""One file made per job (its tile), and the workers' journals that say the rest (jobrunner.journal).
+
+In one process, on real files and real locks: what a job leaves on the disks, a journal lost or
+torn, and a worker killed between its done line and its tile's rename.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jobrunner import Plan, Spool, attempt_job
+from jobrunner.drain import work
+from jobrunner.errors import JobRunnerError
+from jobrunner.journal import parse_line
+from jobrunner.records import Attempt
+from jobrunner.serial import compute_serial
+from jobrunner.stitch import reduce
+from jobrunner.vocabulary import AttemptResult
+from jobrunner.writer import Writer
+
+MODES = ("flock", "lease")
+
+
+def make_spool(tmp_path, lock: str = "flock", tiles=(2, 3)) -> Spool:
+    plan = Plan.create(step=0.25, tiles=tiles, kernel="numpy")
+    spool, _ = Spool.create(plan, tmp_path / "jobs", tmp_path / "outputs", lock=lock)
+    return spool
+
+
+def files_under(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_job_makes_one_file_its_tile(tmp_path, mode):
+    spool = make_spool(tmp_path, mode)
+    spool_before, outputs_before = files_under(spool.paths.spool), files_under(spool.paths.outputs)
+    assert len([f for f in spool_before if f.endswith(".lock")]) == 6  # plan made every lock file
+    summary = work(spool)
+    assert summary.done == 6
+    made_in_spool = files_under(spool.paths.spool) - spool_before
+    journals = [f for f in made_in_spool if "/journals/" in f]
+    assert len(journals) == 1 and made_in_spool - set(journals) <= {"locking.json"}, made_in_spool
+    made_in_outputs = files_under(spool.paths.outputs) - outputs_before
+    assert sorted(made_in_outputs) == sorted(f"tiles/{spool.plan.id}/{job}.npy" for job in spool.job_ids)
+    assert not list(spool.paths.records.iterdir())  # no record: no attempt ended otherwise than done
+
+
+def test_status_and_reduce_take_done_from_the_tiles_and_checksums_from_the_journals(tmp_path):
+    spool = make_spool(tmp_path)
+    work(spool)
+    assert {s.state for s in spool.statuses()} == {"done"}
+    checksums = spool.checksums()
+    assert set(checksums) == set(spool.job_ids) and all(len(sums) == 1 for sums in checksums.values())
+    result = reduce(spool)
+    assert np.array_equal(np.load(result.array), compute_serial(spool.plan.grid))
+
+
+def test_a_lost_journal_loses_no_tile_and_its_tiles_are_put_back_to_be_computed_again(tmp_path):
+    spool = make_spool(tmp_path)
+    work(spool)
+    for journal in spool.paths.journals.iterdir():
+        journal.unlink()  # lost with its node
+    assert {s.state for s in spool.statuses()} == {"done"}  # the tiles are there
+    with pytest.raises(JobRunnerError, match="no worker's journal gives its checksum") as refused:
+        reduce(spool)
+    assert "pending again" in str(refused.value)
+    assert {s.state for s in spool.statuses()} == {"pending"}
+    assert work(spool).done_here == 6
+    assert np.array_equal(np.load(reduce(spool).array), compute_serial(spool.plan.grid))
+
+
+def test_a_journal_deleted_under_its_live_worker_is_started_again(tmp_path):
+    spool = make_spool(tmp_path)
+    spool.choose_locking()
+    spool.prepare_outputs()
+    assert attempt_job(spool, spool.job_ids[0]).result is AttemptResult.DONE_HERE
+    (journal,) = spool.paths.journals.iterdir()
+    journal.unlink()
+    assert attempt_job(spool, spool.job_ids[1]).result is AttemptResult.DONE_HERE  # the same Spool, the same process
+    assert set(spool.checksums()) == {spool.job_ids[1]}  # its line is in a journal there is
+
+
+def test_a_torn_or_planted_journal_line_is_skipped(tmp_path):
+    spool = make_spool(tmp_path)
+    work(spool)
+    (journal,) = spool.paths.journals.iterdir()
+    with journal.open("a") as file:
+        file.write('{"job": "tile-r000-c000", "attempt": 1, "host": "x", "pid"')  # killed mid-line
+    (spool.paths.journals / "planted.jsonl").write_text('[1, 2]\n{"job": 3}\nnot json\n')
+    assert [parse_line(text, spool.plan.id) for text in ("[1, 2]", '{"job": 3}', "not json")] == [None] * 3
+    assert np.array_equal(np.load(reduce(spool).array), compute_serial(spool.plan.grid))
+
+
+def test_a_journal_line_of_another_plan_gives_no_checksum(tmp_path):
+    spool = make_spool(tmp_path)
+    work(spool)
+    (journal,) = spool.paths.journals.iterdir()
+    journal.write_text(journal.read_text().replace(spool.plan.id, "20260101-000000-00000000"))
+    assert spool.checksums() == {}
+
+
+def dead_pid() -> int:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_worker_killed_between_its_done_line_and_its_rename_leaves_the_job_to_do_again(tmp_path, mode):
+    """Step 8 done, step 9 not: a done line, a claim, no tile.  The job is pending; the next holder
+    records the attempt lost (which is what counts: the line's checksum names no tile in place)."""
+    spool = make_spool(tmp_path, mode)
+    spool.choose_locking()
+    spool.prepare_outputs()
+    job = spool.job_ids[0]
+    dead = Attempt(1, Writer.this_process().host, dead_pid(), time.time(), plan=spool.plan.id)
+    with spool.claim(job) as claim:
+        claim.announce(dead)
+        spool.journal.started(job, dead)
+        spool.journal.done(job, dead, time.time(), "sha256:" + "0" * 64)
+    assert {s.id: s.state for s in spool.statuses()}[job] == "pending"
+    assert attempt_job(spool, job).result is AttemptResult.DONE_HERE
+    assert [a.outcome for a in spool.history()[job]] == ["lost", "done"]  # not done, lost, done
+    expected = compute_serial(spool.plan.grid)[spool.plan.tile_by_id()[job].slices]
+    assert np.array_equal(np.load(spool.paths.tile(job)), expected)
+
+
+def test_a_spool_planned_before_journals_keeps_its_done_records(tmp_path):
+    """Records that say done with a checksum (as every done job had) still check their tiles."""
+    spool = make_spool(tmp_path, tiles=(1, 2))
+    work(spool)
+    for line in spool.journal_lines():
+        if not line.in_flight:
+            record = spool.new_record(line.job)
+            record.finish(line.attempt, line.attempt.ended, line.tile)
+            spool.write_record(record)
+    for journal in spool.paths.journals.iterdir():
+        journal.unlink()
+    os.rmdir(spool.paths.journals)
+    assert {s.state for s in spool.statuses()} == {"done"}
+    assert np.array_equal(np.load(reduce(spool).array), compute_serial(spool.plan.grid))
+    spool.requeue(spool.job_ids[0], bad_tile=True)
+    assert work(spool).done_here == 1  # its journal folder is made again for the new attempt
+    assert spool.paths.journals.is_dir()
