@@ -54,7 +54,7 @@ def diagnose(paths: SpoolPaths) -> Diagnosis:
     diagnosis = Diagnosis(folder, mount, flock_error, lease_error, auto, read_choice(paths), free_inodes(folder))
     diagnosis.advice = _advice(diagnosis)
     if manifest is not None:  # what the plan will hold when done, against the files the disks have left
-        done = len(os.listdir(paths.tiles)) if paths.tiles.is_dir() else 0  # a tile per job done
+        done = len(list(paths.tiles.glob("*.npy"))) if paths.tiles.is_dir() else 0  # a tile per job done
         diagnosis.warnings = inode_warnings(footprint(manifest.plan), paths.spool, paths.outputs, done)
     tiles = paths.tiles if paths.plan_id else paths.all_tiles
     for candidate, role in ((paths.spool, "spool"), (paths.outputs, "outputs"), (tiles, "tiles")):

@@ -323,10 +323,19 @@ def _start_pool_process(spool_dir: str, plan_id: str, lock: str) -> None:
         _spool_in_this_process = error
 
 
+#: Whether this pool process is running a batch of ours (else it is in the pool's own code).
+_in_a_batch = False
+
+
 def _exit_now(signum, frame):
     # Once only: when the first stopped process exits, the executor sees a broken pool and sends
     # SIGTERM to every process again, which must not cut this one's clean-up short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _in_a_batch:
+        # Between batches, in the pool's queues: nothing of ours to clean up, and unwinding there
+        # can block for ever on a queue lock held by a sibling that was SIGKILLed (seen here: a
+        # process left behind, SIGTERM ignored, holding its parent's pipes open).
+        os._exit(128 + signum)
     raise SystemExit(128 + signum)  # unwinds attempt_job, which records the attempt as interrupted
 
 
@@ -335,12 +344,16 @@ def run_pool_jobs(job_ids: list[str], retries: int, limit: ClaimLimit | None) ->
     assert _spool_in_this_process is not None, "pool process started without _start_pool_process"
     if isinstance(_spool_in_this_process, JobRunnerError):
         raise _spool_in_this_process
+    global _in_a_batch
+    _in_a_batch = True
     try:
         return run_batch(_spool_in_this_process, job_ids, retries, _via_in_this_process, limit)
     except SystemExit as stop:
         # Told to stop: the attempt is recorded as interrupted by now.  Exit at once rather than go
         # back to the pool's call queue, which may still hold jobs queued before the cancel.
         os._exit(stop.code if isinstance(stop.code, int) else 1)
+    finally:
+        _in_a_batch = False
 
 
 def fork_context():

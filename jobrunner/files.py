@@ -108,13 +108,14 @@ def write_new(path: Path, text: str, tree: Tree | None = None) -> None:
         file.write(text.encode())
 
 
-def write_new_files(folder: Path, files: dict[str, str], tree: Tree) -> None:
+def write_new_files(folder: Path, files: dict[str, str], tree: Tree, mode: int = 0o644) -> None:
     """Write many files that must not exist yet into one folder (a plan's specs), as
     :func:`write_new` does, through one descriptor of the folder: a plan of 100,000 tiles spends
-    its time on the disk's creates, not on finding the folder again for each."""
+    its time on the disk's creates, not on finding the folder again for each.  ``mode``, less
+    the umask."""
     folder_fd = tree.folder(folder)
     for name, text in files.items():
-        fd = os.open(name, _CREATE, 0o644, dir_fd=folder_fd)
+        fd = os.open(name, _CREATE, mode, dir_fd=folder_fd)
         try:
             data = memoryview(text.encode())
             while data:

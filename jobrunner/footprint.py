@@ -50,7 +50,7 @@ INODE_SHARE_WARNED = 0.5
 @dataclass(frozen=True)
 class Footprint:
     jobs: int
-    spool_files: int  # and a journal per worker process
+    spool_files: int  # not counting the journals: one per worker process, however many run
     spool_bytes: int
     outputs_files: int
     outputs_bytes: int  # the tiles, and reduce's stitched.npy and stitched.nc, each as large again

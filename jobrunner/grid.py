@@ -333,13 +333,26 @@ def check_tiling(shape: tuple[int, ...], tiling: tuple[int, ...], names: tuple[s
 def tile_grid(shape: tuple[int, ...], tiling: tuple[int, ...]) -> list[Tile]:
     """The tiles of a grid of ``shape`` cut into ``tiling`` pieces along its axes, in plan order."""
     check_tiling(shape, tiling)
-    digits = max(3, len(str(max(tiling) - 1)))
+    digits = id_digits(tiling)
     pieces = [split(n, t) for n, t in zip(shape, tiling, strict=True)]
-    indexed = [list(enumerate(axis_pieces)) for axis_pieces in pieces]
-    return [
-        Tile(tuple(i for i, _ in cell), tuple(bounds for _, bounds in cell), digits)
-        for cell in itertools.product(*indexed)  # the last axis fastest, as np.ndindex
-    ]
+    indices = itertools.product(*(range(t) for t in tiling))  # the last axis fastest, as np.ndindex
+    return [Tile(index, bounds, digits) for index, bounds in zip(indices, itertools.product(*pieces), strict=True)]
+
+
+def id_digits(tiling: tuple[int, ...]) -> int:
+    """How many digits each index has in the plan's job ids (at least 3, so ids sort in plan order)."""
+    return max(3, len(str(max(tiling) - 1)))
+
+
+def job_ids(tiling: tuple[int, ...]) -> list[str]:
+    """Every tile's id in plan order, as :attr:`Tile.id` names it, without building the tiles:
+    what a look at a spool of 100,000 jobs needs (``status``), ten times faster."""
+    digits = id_digits(tiling)
+    if len(tiling) == 2:
+        rows = [f"tile-r{i:0{digits}d}" for i in range(tiling[0])]
+        columns = [f"-c{j:0{digits}d}" for j in range(tiling[1])]
+        return [row + column for row in rows for column in columns]
+    return [job_id(index, digits) for index in itertools.product(*(range(t) for t in tiling))]
 
 
 #: The lab's grid when no axis is given: --extent and --step's defaults.

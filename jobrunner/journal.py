@@ -22,15 +22,21 @@ Why it is safe:
   mid-line leaves a torn last line, which readers skip, as any line that is not one of ours
   (:func:`parse_line`).
 * Nothing depends on a journal for whether a job is done: that is whether its tile is in place.
-  A journal lost with its node loses no tile; ``reduce`` finds the tiles whose checksum no line
-  gives and puts their jobs back to be computed again (:mod:`jobrunner.stitch`).
-* Only one line per attempt can be in flight per thread, so the attempts in flight are among the
-  last lines of each journal: ``status`` reads journals' tails (:data:`TAIL_BYTES`), not whole
-  journals, and looks at the claims of those jobs only.
+  A journal lost with its node loses no tile; ``reduce`` computes again the tiles whose checksum
+  no line gives, and keeps those whose bytes agree (:mod:`jobrunner.stitch`).
+* A process runs one attempt at a time per thread, so the attempts in flight are among the last
+  lines of each journal: ``status`` reads journals' tails (:data:`TAIL_BYTES`), not whole
+  journals, and looks at the claims of those jobs only (and, in lease mode, of every claim file
+  there is).  A Dask worker with many threads and one very long tile among hundreds of short
+  ones can push that tile's start line out of the tail: ``status`` then shows it pending.
+* Journals are never fsynced, as tiles are not.  On NFS a line can reach the server after the
+  rename of its tile; a ``reduce`` on another host at that moment computes that tile again to
+  check it, and keeps it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -101,6 +107,7 @@ class Journal:
                 if written != len(data):
                     raise OSError(28, "No space left on device (the journal line was cut short)")
             except OSError as error:
+                self._drop()  # a line cut short must not have the next one glued to it: a new journal
                 raise JobRunnerError(
                     f"cannot write the journal in {self.paths.journals}: {explain_write_error(error)}"
                 ) from None
@@ -126,12 +133,18 @@ class Journal:
 
     def close(self) -> None:
         with self._guard:
-            if self._fd is not None and self._pid == os.getpid():
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with suppress(OSError):
                 os.close(self._fd)
-            self._fd = None
+        self._fd = None
 
 
 JOURNAL_SUFFIX = ".jsonl"
+#: In every done line (a tile's checksum), in no start line.
+DONE_MARK = '"tile": "sha256:'
 
 
 def line_text(job_id: str, attempt: Attempt, ended: float | None = None, checksum: str | None = None) -> str:
@@ -172,32 +185,43 @@ def journal_names(paths: SpoolPaths, tree: Tree) -> list[str]:
         return []
 
 
-def read_lines(paths: SpoolPaths, tree: Tree, plan_id: str, tail: int | None = None) -> Iterator[Line]:
-    """Every line of every journal of the plan, or of the last ``tail`` bytes of each."""
+def read_lines(
+    paths: SpoolPaths, tree: Tree, plan_id: str, tail: int | None = None, done_only: bool = False
+) -> Iterator[Line]:
+    """Every line of every journal of the plan, or of the last ``tail`` bytes of each
+    (``done_only``: only the lines that say an attempt ended done)."""
     for name in journal_names(paths, tree):
         try:
-            data = _read(tree, paths.journals / name, tail)
-        except (OSError, PlantedLink):
-            continue  # gone since the listing, or not a file of ours (a link, a FIFO): nothing in it counts
+            data, cut = _read(tree, paths.journals / name, tail)
+        except (FileNotFoundError, PlantedLink):
+            continue  # gone since the listing, or a link in place of a journal: nothing in it counts
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                continue  # a link at a journal's name: nothing in it counts
+            raise JobRunnerError(
+                f"cannot read the journal {paths.journals / name} ({error.strerror or error}): fix the disk or "
+                "its permissions and run the command again"
+            ) from None
         lines = data.decode(errors="replace").split("\n")
-        if tail is not None and len(data) == tail:
-            lines = lines[1:]  # the first may be the end of a line cut by the tail
+        if cut:
+            lines = lines[1:]  # the first is the end of a line the tail cut
         for text in lines:
-            if text:
+            if text and (not done_only or DONE_MARK in text):  # a start line has no checksum: not parsed
                 line = parse_line(text, plan_id)
                 if line is not None:
                     yield line
 
 
-def _read(tree: Tree, path: Path, tail: int | None) -> bytes:
+def _read(tree: Tree, path: Path, tail: int | None) -> tuple[bytes, bool]:
+    """The journal's bytes (its last ``tail``), and whether they start after its beginning."""
     fd = tree.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return b""
-        if tail is not None:
-            file.seek(max(0, info.st_size - tail))
-        return file.read()
+            return b"", False  # a FIFO or a folder at a journal's name: nothing in it counts
+        start = 0 if tail is None else max(0, info.st_size - tail)
+        file.seek(start)
+        return (file.read() if tail is None else file.read(tail)), start > 0
 
 
 def in_flight(lines: list[Line]) -> dict[str, Attempt]:

@@ -156,8 +156,8 @@ class JobLocks:
         return _read_claim(self.claim_path(job_id))
 
     def claimed_jobs(self) -> set[str]:
-        """The jobs with a claim file, live or not, from one listing of the locks folder: a scan
-        of the spool peeks at these only, not at every job."""
+        """The jobs with a claim file, live or not, from one listing of the locks folder (in lease
+        mode, where a claim file exists only while a job is claimed: ``status`` peeks at these)."""
         suffix = self.claim_path("").name
         try:
             names = self.tree.names(self.paths.locks)

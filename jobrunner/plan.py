@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jobrunner.errors import JobRunnerError
-from jobrunner.grid import Axis, Grid, Spacing, Tile, check_tiling, tile_grid
+from jobrunner.grid import Axis, Grid, Spacing, Tile, check_tiling, job_ids, tile_grid
 from jobrunner.kernels import default_params, kernel_reference
 
 PLAN_FORMAT = "jobrunner-plan/3"
@@ -109,6 +109,10 @@ class Plan:
 
     def tiles(self) -> list[Tile]:
         return tile_grid(self.shape, self.tiling)
+
+    def job_ids(self) -> list[str]:
+        """Every job's id, in plan order (the tiles' ids, without building the tiles)."""
+        return job_ids(self.tiling)
 
     def tile_by_id(self) -> dict[str, Tile]:
         return {tile.id: tile for tile in self.tiles()}

@@ -53,9 +53,11 @@ Steps of one attempt                                      what SIGKILL here leav
 9. ``os.replace`` the tile into place: the job is done.    done, and a claim naming a finished
    Clear the claim; release the lock.                      attempt: see below
 
-A claim left after step 9's rename is stale, not harmful: steps 1 and 3 skip a done job without
-looking at its claim, ``status`` looks at claims only of jobs not done, and when ``reduce``
-puts back a job whose tile is damaged it clears the claim as it removes the tile.
+A claim left after step 9's rename is stale, not harmful: step 1 skips a done job without
+taking its lock, a worker that takes it anyway (step 3 of a run that looked before the rename)
+only clears it (step 4: the tile is in place, so nothing is recorded), ``status`` looks at
+claims only of jobs not done, and when ``reduce`` puts back a job whose tile is damaged it
+clears the claim as it removes the tile.
 
 An attempt that does not end done is written into the job's record, replaced atomically: a
 kernel that raises fails the attempt (``--retries`` more tries, then the job is failed); an
@@ -82,8 +84,9 @@ torn last line); a flock-mode claim is written in place into the held lock file,
 descriptor that holds the lock (a reader tolerates a torn one).  Lock files are never deleted
 while their plan is the spool's: unlinking a lock file another process has open splits waiters
 across two inodes.  Tiles are not fsynced: ``reduce`` checks every tile against the checksums
-its done lines gave, and puts back a job whose tile is damaged, or that no line gives a
-checksum for (its journal lost), by removing the tile (see :mod:`jobrunner.stitch`).
+its done lines gave, and puts back a job whose tile is damaged by removing the tile; a tile no
+line gives a checksum for (its journal lost) it computes again, and keeps if the bytes agree
+(see :mod:`jobrunner.stitch`).
 """
 
 from __future__ import annotations
@@ -218,6 +221,8 @@ def _run_attempt(spool: Spool, claim: Claim, record: JobRecord, retries: int, wr
 
     def conclude(result: AttemptResult, error: str | None = None) -> Outcome:
         lost = claim.lost()
+        if lost is not None and result is AttemptResult.DONE_HERE:  # placed, with its done line: the same bits
+            return Outcome(job_id, result, time.perf_counter() - started)  # the claim is the new holder's
         if lost is not None:  # another worker holds the job now: the record and the claim are its own
             spool.scratch.remove_leftovers(job_id, writer)
             return Outcome(job_id, AttemptResult.LEASE_LOST, time.perf_counter() - started, f"result dropped: {lost}")

@@ -354,7 +354,9 @@ def write_plan_folder(paths: SpoolPaths, manifest: Manifest, specs: dict[str, st
                 tree.mkdir(partial / name)
             write_new_files(partial / "specs", specs, tree)  # a new folder nobody reads yet: no partial names
             # Every job's lock file, empty, made here once: a worker then makes no file to claim a job.
-            write_new_files(partial / "locks", dict.fromkeys(locks, ""), tree)
+            # Writable by whoever the umask lets write (a project's group, under umask 002), as
+            # filelock makes them: every worker opens its lock file for writing.
+            write_new_files(partial / "locks", dict.fromkeys(locks, ""), tree, mode=0o666)
             tree.rename(partial, paths.plan_folder(plan_id))
         except BaseException:
             tree.remove_tree(partial)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -53,13 +52,13 @@ from jobrunner.folders import Tree
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.identity import code_fingerprint, new_plan_id, versions
 from jobrunner.journal import TAIL_BYTES, Journal, Line, in_flight, read_lines
-from jobrunner.locking import AUTO, Choice, Claim, JobLocks, locks_for, read_choice, resolve
+from jobrunner.locking import AUTO, LEASE, Choice, Claim, JobLocks, locks_for, read_choice, resolve
 from jobrunner.paths import DEFAULT_OUTPUTS, SpoolPaths
 from jobrunner.plan import Plan
 from jobrunner.publish import Manifest, PlanReplaced
 from jobrunner.records import FAILED, Attempt, JobRecord, job_state
 from jobrunner.scratch import Scratch
-from jobrunner.tilefile import write_tile
+from jobrunner.tilefile import identity, write_tile
 from jobrunner.vocabulary import AttemptOutcome
 from jobrunner.writer import Writer
 
@@ -98,7 +97,6 @@ class Spool:
         self.manifest = manifest
         self.plan = manifest.plan
         self.lock_request, self.lease_request = lock, lease_seconds
-        self._tiles = self.plan.tile_by_id()
         #: Every folder this spool writes in, reached without following a link (jobrunner.folders).
         self.tree = Tree(paths.spool, paths.outputs)
         #: Where this process writes tiles and records before publishing them, and who cleans what.
@@ -106,6 +104,20 @@ class Spool:
         #: This process's journal of the attempts it starts and finishes (jobrunner.journal).
         self.journal = Journal(paths, self.tree)
         self._locking: Choice | None = None  # chosen by choose_locking()
+
+    @cached_property
+    def _job_ids(self) -> list[str]:
+        return self.plan.job_ids()
+
+    @cached_property
+    def _planned(self) -> frozenset[str]:
+        """The plan's job ids, for telling a job's file from anything else in its folders."""
+        return frozenset(self._job_ids)
+
+    @cached_property
+    def _tiles(self) -> dict[str, Tile]:
+        """The plan's tiles by id: built when a spec is checked against its tile (a worker, reduce)."""
+        return self.plan.tile_by_id()
 
     def choose_locking(self) -> Choice:
         """The lock mode of this spool's workers: the one recorded in the spool (checked against
@@ -298,7 +310,7 @@ class Spool:
     # -- jobs ------------------------------------------------------------------------------------
     @property
     def job_ids(self) -> list[str]:
-        return list(self._tiles)
+        return list(self._job_ids)
 
     def load_spec(self, job_id: str) -> Tile:
         """The job's tile, from its spec file, checked against the plan."""
@@ -449,10 +461,12 @@ class Spool:
         # A snapshot, as the whole scan is: a worker decides only under the job's lock (step 3).
         in_place, recorded = self.tiles_in_place(), set(self.tree.names(self.paths.records))
         suffix = self.paths.record("").name
-        flying = {}
-        if probe_locks and self.locking_if_chosen() is not None:  # else no worker has claimed anything
-            flying = in_flight(list(self.journal_lines(tail=True)))
-        for job_id in self._tiles:
+        flying: set[str] = set()
+        if probe_locks and (mode := self.locking_if_chosen()) is not None:  # else no worker has claimed anything
+            flying = set(in_flight(list(self.journal_lines(tail=True))))
+            if mode.mode == LEASE:  # a claim file exists only while claimed: one listing finds them all
+                flying |= self.locks.claimed_jobs()
+        for job_id in self._job_ids:
             try:
                 record = self.read_record(job_id, folder_seen=True) if job_id + suffix in recorded else None
             except UnreadableRecord as error:  # that job only: it is reported, and left alone
@@ -470,19 +484,18 @@ class Spool:
             names = self.tree.names(self.paths.tiles)
         except FileNotFoundError:
             return set()  # no tile yet (the folder is made by the first worker)
-        return {name[: -len(suffix)] for name in names if name.endswith(suffix) and name[: -len(suffix)] in self._tiles}
+        return self._planned.intersection(name[: -len(suffix)] for name in names if name.endswith(suffix))
 
     def tile_in_place(self, job_id: str) -> bool:
-        """Whether the job is done: its tile is in place (one lookup)."""
-        try:
-            return stat.S_ISREG(self.tree.stat(self.paths.tile(job_id)).st_mode)
-        except FileNotFoundError:
-            return False
+        """Whether the job is done: something is at its tile's name (one lookup).  Anything: a
+        FIFO, a folder or a link planted there is no tile, and ``reduce`` refuses it by name (see
+        :func:`jobrunner.tilefile.check_tile`); a worker leaves it alone rather than replace it."""
+        return self.tree.exists(self.paths.tile(job_id))
 
-    def journal_lines(self, tail: bool = False) -> Iterator[Line]:
+    def journal_lines(self, tail: bool = False, done_only: bool = False) -> Iterator[Line]:
         """What every worker's journal says (``tail``: only the ends of the journals, where the
-        attempts in flight and the latest tiles are)."""
-        return read_lines(self.paths, self.tree, self.plan.id, TAIL_BYTES if tail else None)
+        attempts in flight and the latest tiles are; ``done_only``: only attempts that ended done)."""
+        return read_lines(self.paths, self.tree, self.plan.id, TAIL_BYTES if tail else None, done_only)
 
     def history(self, tail: bool = False) -> dict[str, list[Attempt]]:
         """Every ended attempt, by job, in order of start: those that ended done from the journals
@@ -493,8 +506,8 @@ class Spool:
         """
         by_job = {record.id: list(record.attempts) for record in self.records()}
         recorded = {(job, a.host, a.pid, a.started) for job, attempts in by_job.items() for a in attempts}
-        for line in self.journal_lines(tail):
-            if not line.in_flight and (line.job, *line.key) not in recorded:
+        for line in self.journal_lines(tail, done_only=True):
+            if (line.job, *line.key) not in recorded:
                 by_job.setdefault(line.job, []).append(line.attempt)
         for attempts in by_job.values():
             attempts.sort(key=lambda attempt: attempt.started)
@@ -513,9 +526,8 @@ class Spool:
         """Every checksum a finished attempt gave each job's tile: what a tile in place must match
         (from the journals, and from the records of a spool planned before journals)."""
         sums: dict[str, set[str]] = {}
-        for line in self.journal_lines():
-            if line.tile is not None:
-                sums.setdefault(line.job, set()).add(line.tile)
+        for line in self.journal_lines(done_only=True):
+            sums.setdefault(line.job, set()).add(line.tile)
         for record in self.records():
             if record.tile is not None:
                 sums.setdefault(record.id, set()).add(record.tile)
@@ -526,7 +538,7 @@ class Spool:
         suffix, found = self.paths.record("").name, []
         for name in self.tree.names(self.paths.records):
             job_id = name[: -len(suffix)]
-            if name.endswith(suffix) and job_id in self._tiles:
+            if name.endswith(suffix) and job_id in self._planned:
                 with suppress(UnreadableRecord):
                     record = self.read_record(job_id, folder_seen=True)
                     if record is not None:
@@ -534,10 +546,11 @@ class Spool:
         return found
 
     # -- putting jobs back -------------------------------------------------------------------------
-    def requeue(self, job_id: str, bad_tile: bool = False) -> bool:
+    def requeue(self, job_id: str, bad_tile: bool = False, checked: tuple[int, ...] | None = None) -> bool:
         """Make a job claimable again (under its lock), with a fresh allowance of retries; False if
         a worker holds it now.  ``bad_tile``: its tile is proven bad (reduce), so it goes: a job is
-        done while its tile is in place."""
+        done while its tile is in place.  ``checked``: the identity of the file found bad
+        (:func:`jobrunner.tilefile.identity`); another one in its place since is left alone."""
         with self.claim(job_id) as claim:
             if claim is None:
                 return False
@@ -545,15 +558,27 @@ class Spool:
                 record = self.read_record(job_id)
             except UnreadableRecord:
                 return False  # its message says to delete it; nothing here can tell what it held
-            if bad_tile:
+            if bad_tile and self._is_the_checked_file(job_id, checked):
                 self.tree.unlink(self.paths.tile(job_id))  # a link planted there goes, never its target
                 # A claim on a done job is stale (its holder was killed after the tile's rename,
-                # before step 9): that attempt finished, and must not be recorded lost later.
+                # before step 9, or was a lease's late holder): that attempt finished, and must not
+                # be recorded lost later; what its writer left half-written goes.
+                orphan = claim.orphan()
+                if orphan is not None:
+                    self.scratch.remove_leftovers(job_id, orphan.writer)
                 claim.clear()
             if record is not None:
                 record.requeue()
                 self.write_record(record)
             return True
+
+    def _is_the_checked_file(self, job_id: str, checked: tuple[int, ...] | None) -> bool:
+        if checked is None:
+            return True
+        try:
+            return identity(self.tree.stat(self.paths.tile(job_id))) == checked
+        except FileNotFoundError:
+            return False
 
     def requeue_failed(self) -> list[str]:
         """Give every failed job a fresh allowance of retries."""

@@ -13,6 +13,7 @@ renamed into place only when all are complete: a refused or failed reduce leaves
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jobrunner import dataset
+from jobrunner.compute import compute_tile
 from jobrunner.dataset import DatasetWriter
 from jobrunner.errors import JobRunnerError
 from jobrunner.figures import FigureView, field_title, figure_view, save_field_figure
@@ -34,7 +36,7 @@ from jobrunner.identity import versions
 from jobrunner.paths import SpoolPaths
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING, Attempt
 from jobrunner.spool import JobStatus, Spool
-from jobrunner.tilefile import NotATile, check_tile, identity, open_tile
+from jobrunner.tilefile import UNVOUCHED, NotATile, check_tile, identity, open_tile, write_tile
 from jobrunner.wording import count_of, size_of
 from jobrunner.writer import Writer, writer_tag
 
@@ -89,11 +91,20 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
     """
     bad = []
     tiles, checksums = spool.plan.tile_by_id(), spool.checksums()
+    if not spool.tree.is_folder(spool.paths.journals) and any(s.id not in checksums for s in done):
+        raise JobRunnerError(
+            f"the journals folder {spool.paths.journals} of plan {spool.plan.id} is missing, though "
+            f"{count_of(len(done), 'tile')} are in place: was it moved? Move it back; nothing was requeued"
+        )
     for status in done:
         path = spool.paths.tile(status.id)
         try:
             said = checksums.get(status.id, set())
-            why = check_tile(path, tiles[status.id].shape, said, checked, spool.tree, spool.plan.tile_dtype)
+            shape, dtype = tiles[status.id].shape, spool.plan.tile_dtype
+            why = check_tile(path, shape, said, checked, spool.tree, dtype)
+            if why == UNVOUCHED:  # re-verified: computed again here, kept if the bytes agree
+                why = check_tile(path, shape, {_computed_again(spool, tiles[status.id])}, checked, spool.tree, dtype)
+                why = UNVOUCHED if why is not None else None
         except NotATile as error:
             raise JobRunnerError(
                 f"{error}: someone put it there; move it away and reduce again (its job is then computed "
@@ -122,29 +133,37 @@ def _refuse_moved_tiles(spool: Spool, statuses: list[JobStatus]) -> None:
         )
 
 
+def _computed_again(spool: Spool, tile) -> str:
+    """The checksum the tile's bytes would have if computed now, by this process (whose kernel
+    code must be the plan's): what vouches for a tile whose worker's journal was lost."""
+    spool.check_code()
+    return write_tile(io.BytesIO(), compute_tile(spool.plan, tile), spool.plan.tile_dtype)
+
+
 #: Bytes of the output array mapped at once while stitching.
 BLOCK_BYTES = 32 * 2**20
 
 
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-
-
-def _read_rows(path: Path, start: int, stop: int, checked: dict, tree: Tree | None = None) -> np.ndarray:
-    """Rows ``[start, stop)`` along the first axis of a C-ordered ``.npy`` tile, read at their offset
-    (nothing stays mapped): whole rows of a C-ordered array are one contiguous run of bytes.
+def _read_rows(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, start: int, stop: int, checked: dict, tree: Tree | None = None
+) -> np.ndarray:
+    """Rows ``[start, stop)`` along the first axis of a C-ordered ``.npy`` tile of ``shape`` and
+    ``dtype``, read at their offset (nothing stays mapped): whole rows of a C-ordered array are one
+    contiguous run of bytes, and the array is the file's last bytes.
 
     Only from the very file that was checked (``checked``: its identity, see tilefile.identity):
-    one renamed over it or written in place since is refused, never stitched.
+    one renamed over it or written in place since is refused, never stitched.  So its header was
+    checked too: that one file, this shape and dtype, C order, its size exactly header and data.
     """
     fd = open_tile(path, tree)
-    if identity(os.fstat(fd)) != checked.get(str(path)):
+    info = os.fstat(fd)
+    if identity(info) != checked.get(str(path)):
         os.close(fd)
         raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
+    row = math.prod(shape[1:])
+    data_starts = info.st_size - math.prod(shape) * dtype.itemsize  # the header's length, as checked
     with os.fdopen(fd, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        shape, _, dtype = _HEADER_READERS[version](file)  # checked: a version it reads, C order
-        row = math.prod(shape[1:])
-        file.seek(start * row * dtype.itemsize, 1)
+        file.seek(data_starts + start * row * dtype.itemsize)
         rows = np.fromfile(file, dtype=dtype, count=(stop - start) * row)
     return rows.reshape(stop - start, *shape[1:])
 
@@ -227,7 +246,7 @@ def _fill(
                 continue
             for tile in band:
                 tile_path = spool.paths.tile(tile.id)
-                values = _read_rows(tile_path, lo - band_start, hi - band_start, checked, spool.tree)
+                values = _read_rows(tile_path, tile.shape, dtype, lo - band_start, hi - band_start, checked, spool.tree)
                 where = (slice(lo - row_start, hi - row_start), *tile.slices[1:])
                 rows[where] = values
                 if computed is not None:
@@ -305,7 +324,7 @@ def reduce(
     bad = _bad_tiles(spool, done_statuses, checked) if done else []
     if bad:
         for job_id, _ in bad:
-            spool.requeue(job_id, bad_tile=True)
+            spool.requeue(job_id, bad_tile=True, checked=checked.get(str(spool.paths.tile(job_id))))
         first, why = bad[0]
         raise JobRunnerError(
             f"tile {spool.paths.tile(first)} is bad: {why}"

@@ -102,7 +102,7 @@ def check_tile(
 
     Raises :class:`NotATile` for a path that is not a regular file, and OSError for a file that
     cannot be read (which proves nothing about the tile).  ``seen``: where to note the identity
-    of a good tile's file, so that whoever reads it later can tell it is still that file.
+    of the file read, so that whoever reads it (or removes it) later can tell it is still that file.
     """
     if isinstance(checksums, str):
         checksums = {checksums}  # one, not the characters of one
@@ -119,19 +119,23 @@ def check_tile(
         while chunk := file.read(CHUNK):
             digest.update(chunk)
             size += len(chunk)
+    if seen is not None:
+        seen[str(path)] = identity(info)  # good or bad: what was checked, for whoever acts on it later
     problem = _header_problem(head, size, shape, dtype)
     if problem is not None:
         return problem
     if not checksums:
-        return (
-            "no worker's journal gives its checksum (its journal was lost, or the file was put there by hand), "
-            "so it cannot be checked"
-        )
+        return UNVOUCHED
     if f"sha256:{digest.hexdigest()}" not in checksums:
         return "changed since its worker wrote it (its bytes do not match the checksum its worker gave)"
-    if seen is not None:
-        seen[str(path)] = identity(info)
     return None
+
+
+#: Why a tile in place that no worker's journal gives a checksum for cannot be checked as it is.
+UNVOUCHED = (
+    "no worker's journal gives its checksum (its journal was lost, or the file was put there by hand), "
+    "and computing it again here gave other bytes"
+)
 
 
 def describe_dtype(dtype: np.dtype) -> str:
@@ -141,7 +145,17 @@ def describe_dtype(dtype: np.dtype) -> str:
     return str(dtype)
 
 
+#: Headers found good, by shape and dtype: every tile of one shape has the very same header, so
+#: after the first the others are recognised by their bytes (parsing one costs 50 us: a second
+#: for reduce's 20,000 tiles).
+_GOOD_HEADERS: dict[tuple, bytes] = {}
+
+
 def _header_problem(head: bytes, size: int, shape: tuple[int, ...], expected_dtype: np.dtype) -> str | None:
+    key = (tuple(shape), expected_dtype)
+    known = _GOOD_HEADERS.get(key)
+    if known is not None and head.startswith(known):
+        return _size_problem(size, len(known) + expected_dtype.itemsize * math.prod(shape))
     stream = io.BytesIO(head)
     try:
         version = np.lib.format.read_magic(stream)
@@ -156,7 +170,13 @@ def _header_problem(head: bytes, size: int, shape: tuple[int, ...], expected_dty
             f"holds {describe_dtype(dtype)} {found}{' in Fortran order' if fortran else ''}, "
             f"expected {describe_dtype(expected_dtype)} {tuple(shape)}"
         )
-    expected = stream.tell() + expected_dtype.itemsize * math.prod(shape)
+    problem = _size_problem(size, stream.tell() + expected_dtype.itemsize * math.prod(shape))
+    if problem is None:
+        _GOOD_HEADERS[key] = head[: stream.tell()]
+    return problem
+
+
+def _size_problem(size: int, expected: int) -> str | None:
     if size != expected:
         return f"{'truncated' if size < expected else 'too long'}: {size} bytes, expected {expected}"
     return None

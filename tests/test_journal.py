@@ -5,6 +5,7 @@ torn, and a worker killed between its done line and its tile's rename.
 """
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -60,17 +61,30 @@ def test_status_and_reduce_take_done_from_the_tiles_and_checksums_from_the_journ
     assert np.array_equal(np.load(result.array), compute_serial(spool.plan.grid))
 
 
-def test_a_lost_journal_loses_no_tile_and_its_tiles_are_put_back_to_be_computed_again(tmp_path):
+def test_a_lost_journal_loses_no_tile_its_tiles_are_computed_again_by_reduce_and_kept(tmp_path):
     spool = make_spool(tmp_path)
     work(spool)
+    tiles = {job: spool.paths.tile(job).stat().st_ino for job in spool.job_ids}
     for journal in spool.paths.journals.iterdir():
         journal.unlink()  # lost with its node
     assert {s.state for s in spool.statuses()} == {"done"}  # the tiles are there
-    with pytest.raises(JobRunnerError, match="no worker's journal gives its checksum") as refused:
+    assert np.array_equal(np.load(reduce(spool).array), compute_serial(spool.plan.grid))
+    assert tiles == {job: spool.paths.tile(job).stat().st_ino for job in spool.job_ids}  # the very same files
+
+
+def test_a_tile_no_journal_vouches_for_and_computed_again_otherwise_is_put_back(tmp_path):
+    spool = make_spool(tmp_path)
+    work(spool)
+    job = spool.job_ids[2]
+    for journal in spool.paths.journals.iterdir():
+        journal.write_text("".join(line for line in journal.read_text().splitlines(True) if job not in line))
+    planted = np.load(spool.paths.tile(job))
+    planted[0, 0] += 1.0  # a file of the right shape and dtype, put there by hand
+    np.save(spool.paths.tile(job), planted)
+    with pytest.raises(JobRunnerError, match="computing it again here gave other bytes") as refused:
         reduce(spool)
-    assert "pending again" in str(refused.value)
-    assert {s.state for s in spool.statuses()} == {"pending"}
-    assert work(spool).done_here == 6
+    assert "pending again" in str(refused.value) and not spool.paths.tile(job).exists()
+    assert work(spool).done_here == 1
     assert np.array_equal(np.load(reduce(spool).array), compute_serial(spool.plan.grid))
 
 
@@ -146,3 +160,15 @@ def test_a_spool_planned_before_journals_keeps_its_done_records(tmp_path):
     spool.requeue(spool.job_ids[0], bad_tile=True)
     assert work(spool).done_here == 1  # its journal folder is made again for the new attempt
     assert spool.paths.journals.is_dir()
+
+
+def test_plans_lock_files_are_as_writable_as_the_umask_lets_a_projects_group_write(tmp_path):
+    """Every worker opens its job's lock file for writing: under a shared project's umask 002 a
+    group member's worker must be able to, as when filelock made the file on first use."""
+    before = os.umask(0o002)
+    try:
+        spool = make_spool(tmp_path)
+    finally:
+        os.umask(before)
+    modes = {stat.S_IMODE(spool.paths.lock(job).stat().st_mode) for job in spool.job_ids}
+    assert modes == {0o664}

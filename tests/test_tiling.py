@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobrunner import Grid, JobRunnerError, parse_tiling, tile_grid
-from jobrunner.grid import JOB_ID_PATTERN
+from jobrunner.grid import JOB_ID_PATTERN, job_ids
 
 
 @given(nx=st.integers(1, 60), ny=st.integers(1, 60), data=st.data())
@@ -22,6 +22,13 @@ def test_tiles_cover_every_cell_exactly_once(nx, ny, data):
     ids = [tile.id for tile in tiles]
     assert ids == sorted(ids), "ids must sort in plan order"
     assert all(JOB_ID_PATTERN.fullmatch(i) for i in ids)
+    assert job_ids((rows, cols)) == ids  # what status lists, without building the tiles
+
+
+@pytest.mark.parametrize("tiling", [(3,), (1200, 1), (2, 3, 4), (2, 1, 1, 3)])
+def test_job_ids_name_the_tiles_in_plan_order_on_any_grid(tiling):
+    shape = tuple(2 * t for t in tiling)
+    assert job_ids(tiling) == [tile.id for tile in tile_grid(shape, tiling)]
 
 
 def test_uneven_edges_differ_by_at_most_one():

@@ -145,10 +145,10 @@ def test_stitching_reads_only_the_very_files_it_checked(tmp_path):
         write_tile(file, np.ones((2, 3)))
     checked: dict = {}
     assert check_tile(path, (2, 3), checksum, checked) is None
-    assert np.array_equal(_read_rows(path, 0, 2, checked), np.zeros((2, 3)))
+    assert np.array_equal(_read_rows(path, (2, 3), TILE_DTYPE, 0, 2, checked), np.zeros((2, 3)))
     other.replace(path)
     with pytest.raises(JobRunnerError, match="changed while reduce was stitching"):
-        _read_rows(path, 0, 2, checked)
+        _read_rows(path, (2, 3), TILE_DTYPE, 0, 2, checked)
 
 
 def test_a_plan_planted_in_the_spool_cannot_make_plan_delete_another_projects_results(tmp_path):
