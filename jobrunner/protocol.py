@@ -31,8 +31,9 @@ Steps of one attempt                                      what SIGKILL here leav
 3. Look again: its tile may be in place by now.  Read its  nothing
    record, if it has one (a failed job's, or one with
    failures to count); a record that cannot be read fails
-   that job alone.  No record: its folder must be there
-   (a deleted records folder would forget every failure).
+   that job alone.  (The run's scan refused a missing
+   records folder; one deleted since fails the record's
+   write, naming it.)
 4. Close an orphan: a claim left by a holder that died     nothing new
    (or lost its lease) is recorded ``lost`` in the job's
    record, unless the tile is in place (its worker
@@ -152,7 +153,9 @@ def attempt_job(
         # Step 3.
         done = spool.tile_in_place(job_id)
         try:
-            record = spool.read_record(job_id) or spool.new_record(job_id)
+            # Most jobs have no record: the run's look at the whole spool saw its folder (a record
+            # written into a folder deleted since fails to write, naming it), not one lookup per job.
+            record = spool.read_record(job_id, folder_seen=True) or spool.new_record(job_id)
         except UnreadableRecord as error:
             return Outcome(job_id, AttemptResult.FAILED_ELSEWHERE, error=str(error))
         if record.state == DONE and not done:  # a record of a spool planned before journals, its tile gone

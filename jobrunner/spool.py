@@ -346,10 +346,10 @@ class Spool:
     def read_record(self, job_id: str, folder_seen: bool = False) -> JobRecord | None:
         """The job's record; None if it has none yet.
 
-        A missing record is told from a missing records folder (all progress gone: refused) by a
-        look at the folder, one more lookup on the metadata server.  ``folder_seen``: the caller
-        has looked at it already (a scan, once for every job) or only takes a hint from the
-        answer (step 1, which step 3 repeats under the lock), so a missing record costs one.
+        A missing record is told from a missing records folder (every failure forgotten:
+        refused) by a look at the folder, one more lookup on the metadata server.
+        ``folder_seen``: the caller's scan looked at it already, once for every job (protocol
+        step 3, after its run's scan), so a missing record costs one.
         """
         path = self.paths.record(job_id)
         try:
