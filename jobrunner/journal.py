@@ -53,7 +53,12 @@ from jobrunner.folders import PlantedLink, Tree
 from jobrunner.paths import SpoolPaths
 from jobrunner.records import Attempt
 from jobrunner.vocabulary import AttemptOutcome
+from jobrunner.wording import size_of
 from jobrunner.writer import Writer
+
+#: No worker's journal grows this large (some 400 bytes a tile): a larger file at a journal's name
+#: was put there (a sparse file of a terabyte costs its maker nothing), and is refused, not read.
+MAX_JOURNAL_BYTES = 2 * 2**30
 
 #: How much of the end of each journal ``status`` reads for the attempts in flight and recent
 #: tile times: a few hundred lines, far more than the attempts one process can have in flight.
@@ -219,6 +224,12 @@ def _read(tree: Tree, path: Path, tail: int | None) -> tuple[bytes, bool]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return b"", False  # a FIFO or a folder at a journal's name: nothing in it counts
+        if tail is None and info.st_size > MAX_JOURNAL_BYTES:  # read whole, it would fill the memory
+            raise JobRunnerError(
+                f"the journal {path} holds {size_of(info.st_size)}, more than any worker writes "
+                f"({size_of(MAX_JOURNAL_BYTES)} is a million tiles' worth many times over): someone put it "
+                "there; move it away and run the command again"
+            )
         start = 0 if tail is None else max(0, info.st_size - tail)
         file.seek(start)
         return (file.read() if tail is None else file.read(tail)), start > 0

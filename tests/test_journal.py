@@ -172,3 +172,14 @@ def test_plans_lock_files_are_as_writable_as_the_umask_lets_a_projects_group_wri
         os.umask(before)
     modes = {stat.S_IMODE(spool.paths.lock(job).stat().st_mode) for job in spool.job_ids}
     assert modes == {0o664}
+
+
+def test_a_huge_file_planted_as_a_journal_is_refused_not_read(tmp_path, monkeypatch):
+    """A group member's sparse file of a terabyte at a journal's name costs them nothing to make."""
+    spool = make_spool(tmp_path, tiles=(1, 2))
+    work(spool)
+    with (spool.paths.journals / "planted.jsonl").open("wb") as planted:
+        planted.truncate(2**40)
+    with pytest.raises(JobRunnerError, match="planted.jsonl holds 1.0 TiB, more than any worker writes"):
+        reduce(spool)
+    assert {s.state for s in spool.statuses()} == {"done"}  # status reads only the journals' ends
