@@ -125,7 +125,7 @@ class Run:
         return not self.stopped
 
     def claimable(self) -> list[str]:
-        """The jobs to try in the next pass, judged from the records (a held one is skipped at claim time)."""
+        """The jobs to try in the next pass, judged from the tiles and records (a held one is skipped at claim time)."""
         scan, self._unused_scan = self._unused_scan, None
         if scan is None:
             scan = self.spool.statuses(probe_locks=False)

@@ -296,7 +296,7 @@ def _scale_tile_panel(axes, study, rows) -> None:
     for formatter in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
         formatter(FuncFormatter(lambda value, _: f"{value:.0f}" if value >= 100 else f"{value:.3g}"))
     axes.set_ylabel("compute time of one tile [ms]")
-    axes.set_title(f"One tile's compute time ({study.tiles} tiles, from the records)", fontsize=10)
+    axes.set_title(f"One tile's compute time ({study.tiles} tiles, from the journals)", fontsize=10)
 
 
 def _scale_span(study, workers: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Where the time went: every attempt of every job, per worker, from the records and live claims.
+"""Where the time went: every attempt of every job, per worker, from the journals, records and live claims.
 
 This answers the lab's question "why was the parallel run not N times faster?".  Two measures,
 each over the span it is fair to:

@@ -1,4 +1,4 @@
-"""`jobrunner report`: the timeline of a run, from the records, while it drains and after."""
+"""`jobrunner report`: the timeline of a run, from the journals and records, while it drains and after."""
 
 import re
 import signal
