@@ -156,8 +156,7 @@ def line_text(job_id: str, attempt: Attempt, ended: float | None = None, checksu
     """The line that says ``attempt`` of ``job_id`` started, or (given when it ended and its
     tile's checksum) that it ended done."""
     if checksum is None:
-        started = {name: getattr(attempt, name) for name in ("attempt", "host", "pid", "started", "via", "plan")}
-        return json.dumps({"job": job_id, **started}) + "\n"
+        return json.dumps({"job": job_id, **attempt.claim_fields()}) + "\n"
     done = {**vars(attempt), "ended": ended, "outcome": AttemptOutcome.DONE, "tile": checksum}
     return json.dumps({"job": job_id, **done}) + "\n"
 

@@ -47,10 +47,11 @@ Steps of one attempt                                      what SIGKILL here leav
 7. Lease mode: if the job is no longer ours, drop the      a partial file: the next holder's
    result and write nothing.  Write the tile in our         step 4 removes it
    scratch, hashing its bytes.
-8. Append the done line, with the tile's checksum, to      a done line for a tile not in place:
-   the journal.                                            the job is pending, and the next
-                                                           holder's step 4 records the attempt
-                                                           lost (that record is what counts)
+8. Append the done line, with the tile's checksum, to      a done line for a tile not in place,
+   the journal.                                            and its partial: the job is pending;
+                                                           the next holder's step 4 records the
+                                                           attempt lost (the record is what
+                                                           counts) and removes the partial
 9. ``os.replace`` the tile into place: the job is done.    done, and a claim naming a finished
    Clear the claim; release the lock.                      attempt: see below
 

@@ -51,17 +51,19 @@ class Attempt:
     def seconds(self) -> float | None:
         return None if self.ended is None else self.ended - self.started
 
+    def claim_fields(self) -> dict[str, Any]:
+        """What names an attempt in flight: its claim, and its journal's start line."""
+        return {
+            "attempt": self.attempt,
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started,
+            "via": self.via,
+            "plan": self.plan,
+        }
+
     def claim_json(self) -> bytes:
-        return json.dumps(
-            {
-                "attempt": self.attempt,
-                "host": self.host,
-                "pid": self.pid,
-                "started": self.started,
-                "via": self.via,
-                "plan": self.plan,
-            }
-        ).encode()
+        return json.dumps(self.claim_fields()).encode()
 
     @classmethod
     def from_claim(cls, data: bytes) -> Attempt:

@@ -45,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_per_job import one_cell_plan
+
 HERE = Path(__file__).parent
 WORKERS = 2
 PARALLEL_JOBS = 200  # GNU parallel starts a Python per job: a sample of this many jobs, its time scaled up
@@ -194,21 +196,7 @@ class Bench:
         self.supervised: list[float] = []  # plan + supervise, round by round
 
     def plan(self, folder: Path) -> Run:
-        command = [
-            *self.jobrunner,
-            "plan",
-            "--step",
-            str(1.0 / self.side),
-            "--extent",
-            "0",
-            "1",
-            "0",
-            "1",
-            "--tiles",
-            f"{self.side}x{self.side}",
-            "--kernel",
-            "bench_kernels:zeros",
-        ]
+        command = [*self.jobrunner, *one_cell_plan(self.side)]
         run = timed([command], folder, self.env, self.timeout)
         if not run.error:
             self.plans.append(run.seconds)

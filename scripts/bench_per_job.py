@@ -59,33 +59,17 @@ print(time.perf_counter() - started)
 """
 
 
+def one_cell_plan(side: int) -> list[str]:
+    """``jobrunner plan``'s arguments for side x side one-cell jobs of the trivial kernel (the
+    benchmarks that time jobrunner's own cost per job all plan this)."""
+    return ["plan", "--step", str(1.0 / side), "--extent", "0", "1", "0", "1", "--tiles", f"{side}x{side}",
+            "--kernel", "bench_kernels:zeros"]  # fmt: skip
+
+
 def plan(folder: Path, jobs: int) -> dict:
-    side = math.isqrt(jobs)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    step = 1.0 / side
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobrunner",
-            "plan",
-            "--step",
-            str(step),
-            "--extent",
-            "0",
-            "1",
-            "0",
-            "1",
-            "--tiles",
-            f"{side}x{side}",
-            "--kernel",
-            "bench_kernels:zeros",
-        ],
-        cwd=folder,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    command = [sys.executable, "-m", "jobrunner", *one_cell_plan(math.isqrt(jobs))]
+    subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
     return env
 
 

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_per_job import one_cell_plan
+
 HERE = Path(__file__).parent
 JOBRUNNER = [sys.executable, "-m", "jobrunner"]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
@@ -52,12 +54,6 @@ def bare_creates(folder: Path, files: int) -> float:
         os.write(fd, b'{"id": "tile-r000-c000", "plan": "20260101-000000-00000000", "ranges": [[0, 1], [0, 1]]}\n')
         os.close(fd)
     return time.perf_counter() - started
-
-
-def one_cell_plan(side: int) -> list[str]:
-    step = 1.0 / side
-    return ["plan", "--step", str(step), "--extent", "0", "1", "0", "1", "--tiles", f"{side}x{side}",
-            "--kernel", "bench_kernels:zeros"]  # fmt: skip
 
 
 def status_while_working(folder: Path, workers: int, samples: int = 5) -> tuple[list[float], int]:

@@ -196,6 +196,12 @@ class Project:
         return np.load(self.outputs / name)
 
 
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited and been reaped."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
 def records_of(plan_folder: Path, tiles: Path) -> dict[str, dict]:
     """What a plan's files say of every job that has been tried, as its record would say it if
     every attempt were recorded there (``{"id", "plan", "state", "failures", "lost", "tile", "attempts"}``),

@@ -6,12 +6,11 @@ torn, and a worker killed between its done line and its tile's rename.
 
 import os
 import stat
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import dead_pid
 
 from jobrunner import Plan, Spool, attempt_job
 from jobrunner.drain import work
@@ -116,11 +115,6 @@ def test_a_journal_line_of_another_plan_gives_no_checksum(tmp_path):
     (journal,) = spool.paths.journals.iterdir()
     journal.write_text(journal.read_text().replace(spool.plan.id, "20260101-000000-00000000"))
     assert spool.checksums() == {}
-
-
-def dead_pid() -> int:
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(child.stdout)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -8,12 +8,11 @@ show (SIGKILL at each step, signals, the engines) is in the subprocess tests.
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import dead_pid
 
 from jobrunner import Plan, Spool, attempt_job
 from jobrunner.drain import wait_for_brief_holders, work
@@ -35,12 +34,6 @@ def make_spool(tmp_path, lock: str, tiles=(1, 2)) -> Spool:
 def second_claim_set(spool: Spool) -> Spool:
     """Another worker's view of the same spool: its own locks, its own descriptors."""
     return Spool.open(spool.paths.spool, lock=spool.locking.mode)
-
-
-def dead_pid() -> int:
-    """The pid of a process of this host that has exited and been reaped."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(child.stdout)
 
 
 def outcomes(spool: Spool, job_id: str) -> list[str]:
