@@ -20,6 +20,10 @@ from jobrunner.slurm import job_end_time
 
 STEP = 0.02
 
+# The arrays share the one Slurm node's two CPUs: under scripts/test.sh's two test processes, one of
+# them runs these tests one after another rather than two arrays queueing behind each other.
+pytestmark = pytest.mark.xdist_group("slurm")
+
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
