@@ -15,8 +15,9 @@ is the same under all of them.  :meth:`Executor.run_pass` takes the jobs of one 
 their outcomes as they come.
 
 The inline executor tries the jobs from a starting point of its own (:func:`rotated`), so that
-hand-started workers do not all contend for the same job first, and checks the deadline before
-each claim.
+hand-started workers do not all contend for the same job first, goes on half-way through the
+rest when it finds a job held (:func:`away_from_its_holder`), so that it does not follow the
+holder job by job, and checks the deadline before each claim.
 
 The others submit futures through their ``concurrent.futures`` interface.  A future carries a
 batch of jobs, run one after another: one job each, unless tiles are quick.  The executor costs
@@ -45,6 +46,7 @@ what has not started and let the tiles in flight finish on their workers.
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import os
 import resource
@@ -107,12 +109,30 @@ class InlineExecutor(Executor):
         return 1
 
     def run_pass(self, job_ids: list[str], run: Run) -> Iterator[Outcome]:
-        for job_id in rotated(job_ids):
+        order = collections.deque(rotated(job_ids))
+        while order:
             if not run.time_for_another():
                 return
-            yield attempt_job(self.spool, job_id, run.retries)
+            outcome = attempt_job(self.spool, order.popleft(), run.retries)
+            if outcome.result is AttemptResult.BUSY:
+                away_from_its_holder(order)
+            yield outcome
             if run.stopped:  # the drain loop has recorded the outcome by the time we resume
                 return
+
+
+def away_from_its_holder(order: collections.deque) -> None:
+    """After a job found held: go on half-way through the jobs left to try, the half skipped
+    coming last.
+
+    Its holder is another worker going through the same jobs in the same order, which tries the
+    next job as soon as it is done.  Trying the next job too, this worker would take it first,
+    leaving the holder to find it held, and so on: the two would leapfrog to the end, one failed
+    lock attempt per job.  Half-way on, each has a half to itself (by the time this worker comes
+    back to the skipped half, the holder has done most of it, and a done job costs one lookup).
+    With more workers the halving repeats, and collisions stay few (logarithmic, not one per job).
+    """
+    order.rotate(-(len(order) // 2))
 
 
 def rotated(job_ids: list[str]) -> list[str]:

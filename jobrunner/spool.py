@@ -497,36 +497,39 @@ class Spool:
         attempts in flight and the latest tiles are; ``done_only``: only attempts that ended done)."""
         return read_lines(self.paths, self.tree, self.plan.id, TAIL_BYTES if tail else None, done_only)
 
-    def history(self, tail: bool = False) -> dict[str, list[Attempt]]:
+    def history(self, tail: bool = False, done_lines: list[Line] | None = None) -> dict[str, list[Attempt]]:
         """Every ended attempt, by job, in order of start: those that ended done from the journals
-        (``tail``: only the latest, from their ends), the others from the records.
+        (``tail``: only the latest, from their ends; ``done_lines``: the journals' done lines,
+        already read by the caller), the others from the records.
 
         An attempt said done in a journal and then recorded otherwise (lost: its worker died
         between its done line and its tile's rename) is the record's.
         """
         by_job = {record.id: list(record.attempts) for record in self.records()}
         recorded = {(job, a.host, a.pid, a.started) for job, attempts in by_job.items() for a in attempts}
-        for line in self.journal_lines(tail, done_only=True):
+        for line in self.journal_lines(tail, done_only=True) if done_lines is None else done_lines:
             if (line.job, *line.key) not in recorded:
                 by_job.setdefault(line.job, []).append(line.attempt)
         for attempts in by_job.values():
             attempts.sort(key=lambda attempt: attempt.started)
         return by_job
 
-    def finished_attempts(self, tail: bool = False) -> list[tuple[str, Attempt]]:
-        """(job, attempt) of every attempt that ended done (``tail``: the latest ones)."""
+    def finished_attempts(self, tail: bool = False, done_lines: list[Line] | None = None) -> list[tuple[str, Attempt]]:
+        """(job, attempt) of every attempt that ended done (``tail``: the latest ones; ``done_lines``:
+        see :meth:`history`)."""
         return [
             (job_id, attempt)
-            for job_id, attempts in self.history(tail).items()
+            for job_id, attempts in self.history(tail, done_lines).items()
             for attempt in attempts
             if attempt.outcome == AttemptOutcome.DONE
         ]
 
-    def checksums(self) -> dict[str, set[str]]:
+    def checksums(self, done_lines: list[Line] | None = None) -> dict[str, set[str]]:
         """Every checksum a finished attempt gave each job's tile: what a tile in place must match
-        (from the journals, and from the records of a spool planned before journals)."""
+        (from the journals, and from the records of a spool planned before journals;
+        ``done_lines``: see :meth:`history`)."""
         sums: dict[str, set[str]] = {}
-        for line in self.journal_lines(done_only=True):
+        for line in self.journal_lines(done_only=True) if done_lines is None else done_lines:
             sums.setdefault(line.job, set()).add(line.tile)
         for record in self.records():
             if record.tile is not None:

@@ -80,7 +80,7 @@ def _refuse_unfinished(paths: SpoolPaths, unfinished: list[JobStatus], total: in
     )
 
 
-def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple[str, str]]:
+def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict, done_lines: list) -> list[tuple[str, str]]:
     """Tiles recorded done that are proven bad (see :mod:`jobrunner.tilefile`): absent from their
     folder, truncated, of another dtype or shape, or changed since their worker wrote them.
 
@@ -90,7 +90,7 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict) -> list[tuple
     either refuses the reduce, with one line, and requeues nothing.
     """
     bad = []
-    tiles, checksums = spool.plan.tile_by_id(), spool.checksums()
+    tiles, checksums = spool.plan.tile_by_id(), spool.checksums(done_lines)
     if not spool.tree.is_folder(spool.paths.journals) and any(s.id not in checksums for s in done):
         raise JobRunnerError(
             f"the journals folder {spool.paths.journals} of plan {spool.plan.id} is missing, though "
@@ -290,10 +290,10 @@ def _provenance(spool: Spool, missing: list[str]) -> str:
     )
 
 
-def _hosts(spool: Spool, done: list[JobStatus]) -> dict[str, int]:
+def _hosts(spool: Spool, done: list[JobStatus], done_lines: list) -> dict[str, int]:
     """How many of the done tiles each host computed (the latest attempt that finished each)."""
     latest: dict[str, Attempt] = {}
-    for job_id, attempt in spool.finished_attempts():
+    for job_id, attempt in spool.finished_attempts(done_lines=done_lines):
         if job_id not in latest or attempt.started > latest[job_id].started:
             latest[job_id] = attempt
     hosts: dict[str, int] = {}
@@ -321,7 +321,8 @@ def reduce(
     done_statuses = [s for s in statuses if s.state == DONE]
     done = [s.id for s in done_statuses]
     checked: dict = {}  # path -> identity of each tile file as checked: stitching reads only those
-    bad = _bad_tiles(spool, done_statuses, checked) if done else []
+    done_lines = list(spool.journal_lines(done_only=True)) if done else []  # read once: checksums, then hosts
+    bad = _bad_tiles(spool, done_statuses, checked, done_lines) if done else []
     if bad:
         for job_id, _ in bad:
             spool.requeue(job_id, bad_tile=True, checked=checked.get(str(spool.paths.tile(job_id))))
@@ -351,9 +352,8 @@ def reduce(
                 command = f"jobrunner reduce --spool {shlex.quote(str(paths.spool))}" + (
                     " --partial" if partial else ""
                 )
-                attributes = dataset.attributes(
-                    spool.plan, spool.manifest.created_at, _hosts(spool, done_statuses), len(missing), command
-                )
+                hosts = _hosts(spool, done_statuses, done_lines)
+                attributes = dataset.attributes(spool.plan, spool.manifest.created_at, hosts, len(missing), command)
                 nc_file = closing.enter_context(create_new(partial_labelled))
                 mask_rows = block_rows(spool.plan) if missing else None
                 writer = closing.enter_context(DatasetWriter(nc_file, spool.plan, attributes, mask_rows))

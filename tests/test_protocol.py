@@ -16,6 +16,7 @@ from conftest import dead_pid
 
 from jobrunner import Plan, Spool, attempt_job
 from jobrunner.drain import wait_for_brief_holders, work
+from jobrunner.executors import rotated
 from jobrunner.records import Attempt
 from jobrunner.vocabulary import AttemptResult
 from jobrunner.writer import Writer
@@ -102,6 +103,22 @@ def test_a_finished_attempt_whose_claim_was_never_cleared_is_not_recorded_again(
     assert attempt_job(spool, job).result is AttemptResult.DONE_HERE
     assert outcomes(spool, job) == ["done", "done"]
     assert spool.locks.read_claim(job) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_worker_that_finds_a_job_held_goes_on_half_way_through_the_rest(tmp_path, mode):
+    """Its holder, going through the same jobs in the same order, takes the next one as soon as it
+    is done: a worker that tried the next one too would leapfrog it, one failed lock per job."""
+    spool = make_spool(tmp_path, mode, tiles=(1, 9))
+    order = rotated(spool.job_ids)  # this worker's order: from a place of its own
+    tried = []
+    with second_claim_set(spool).claim(order[0]) as claim:
+        me = Writer.this_process()  # alive: the run leaves the job to it, rather than wait for it
+        claim.announce(Attempt(1, me.host, me.pid, time.time(), via="work", plan=spool.plan.id))
+        work(spool, on_progress=lambda progress: progress.last and tried.append(progress.last))
+    assert (tried[0].job_id, tried[0].result) == (order[0], AttemptResult.BUSY)
+    assert [outcome.job_id for outcome in tried[1:9]] == order[5:] + order[1:5]  # the half skipped comes last
+    assert all(outcome.result is AttemptResult.DONE_HERE for outcome in tried[1:9])
 
 
 @pytest.mark.slow
