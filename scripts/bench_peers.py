@@ -364,6 +364,10 @@ def main() -> None:
         rounds = " ".join(f"{t:.2f}" for t in contender.times)
         files = f"{contender.expected}/{contender.expected}"
         print(f"{contender.name:22s} {wall:8.2f} {ratio} {rounds:>20s} {files:>14s}  {contender.note}")
+    supervised, by_hand = contenders[0], contenders[1]
+    if supervised.times and by_hand.times:
+        ratio = statistics.median(by_hand.times) / statistics.median(supervised.times)
+        print(f"two hand-started `jobrunner work` / `jobrunner supervise --workers 2`: {ratio:.2f}x (target <= 1.10x)")
     if bench.plans:
         plan = statistics.median(bench.plans)
         line = f"jobrunner plan: {plan:.2f} s (median of {len(bench.plans)})"
