@@ -156,16 +156,22 @@ def _read_rows(
     checked too: that one file, this shape and dtype, C order, its size exactly header and data.
     """
     fd = open_tile(path, tree)
-    info = os.fstat(fd)
-    if identity(info) != checked.get(str(path)):
+    try:
+        info = os.fstat(fd)
+        if identity(info) != checked.get(str(path)):
+            raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        data_starts = info.st_size - math.prod(shape) * dtype.itemsize  # the header's length, as checked
+        wanted = (stop - start) * row_bytes
+        data = os.pread(fd, wanted, data_starts + start * row_bytes)  # one call: a tile is a few reads' worth
+        while len(data) < wanted:  # a short read (a signal, a network disk): the rest, from where it stopped
+            more = os.pread(fd, wanted - len(data), data_starts + start * row_bytes + len(data))
+            if not more:
+                raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
+            data += more
+    finally:
         os.close(fd)
-        raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
-    row = math.prod(shape[1:])
-    data_starts = info.st_size - math.prod(shape) * dtype.itemsize  # the header's length, as checked
-    with os.fdopen(fd, "rb") as file:
-        file.seek(data_starts + start * row * dtype.itemsize)
-        rows = np.fromfile(file, dtype=dtype, count=(stop - start) * row)
-    return rows.reshape(stop - start, *shape[1:])
+    return np.frombuffer(data, dtype=dtype).reshape(stop - start, *shape[1:])
 
 
 def _stitch(
