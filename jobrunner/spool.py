@@ -500,7 +500,7 @@ class Spool:
     def history(self, tail: bool = False, done_lines: list[Line] | None = None) -> dict[str, list[Attempt]]:
         """Every ended attempt, by job, in order of start: those that ended done from the journals
         (``tail``: only the latest, from their ends; ``done_lines``: the journals' done lines,
-        already read by the caller), the others from the records.
+        already read by the caller, which ``tail`` then does not change), the others from the records.
 
         An attempt said done in a journal and then recorded otherwise (lost: its worker died
         between its done line and its tile's rename) is the record's.

@@ -160,18 +160,18 @@ def _read_rows(
         info = os.fstat(fd)
         if identity(info) != checked.get(str(path)):
             raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
-        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        rows = np.empty((stop - start, *shape[1:]), dtype=dtype)
+        into = memoryview(rows.reshape(-1).view(np.uint8))  # its bytes, fields or not: read straight into them
         data_starts = info.st_size - math.prod(shape) * dtype.itemsize  # the header's length, as checked
-        wanted = (stop - start) * row_bytes
-        data = os.pread(fd, wanted, data_starts + start * row_bytes)  # one call: a tile is a few reads' worth
-        while len(data) < wanted:  # a short read (a signal, a network disk): the rest, from where it stopped
-            more = os.pread(fd, wanted - len(data), data_starts + start * row_bytes + len(data))
-            if not more:
+        offset, got = data_starts + start * math.prod(shape[1:]) * dtype.itemsize, 0
+        while got < len(into):  # one call, unless the read comes short (a signal, a network disk)
+            read = os.preadv(fd, [into[got:]], offset + got)
+            if read == 0:
                 raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
-            data += more
+            got += read
     finally:
         os.close(fd)
-    return np.frombuffer(data, dtype=dtype).reshape(stop - start, *shape[1:])
+    return rows
 
 
 def _stitch(
@@ -339,6 +339,8 @@ def reduce(
             + f": {'its job is' if len(bad) == 1 else 'their jobs are'} pending again, so run "
             f"`{spool.paths.command('supervise')}` (or `{spool.paths.command('work')}`), then reduce again"
         )
+    hosts = _hosts(spool, done_statuses, done_lines)  # for the dataset's attributes
+    del done_lines  # a line per tile: not kept in memory while stitching
     paths = spool.paths
     ensure_folder(paths.outputs, "outputs", "--outputs")
     _remove_dead_partials(paths)
@@ -358,7 +360,6 @@ def reduce(
                 command = f"jobrunner reduce --spool {shlex.quote(str(paths.spool))}" + (
                     " --partial" if partial else ""
                 )
-                hosts = _hosts(spool, done_statuses, done_lines)
                 attributes = dataset.attributes(spool.plan, spool.manifest.created_at, hosts, len(missing), command)
                 nc_file = closing.enter_context(create_new(partial_labelled))
                 mask_rows = block_rows(spool.plan) if missing else None

@@ -97,6 +97,11 @@ class Shared:
         return self.secret.read_bytes() == SECRET
 
 
+# Under scripts/test.sh's two test processes, one of them runs these tests: both would make the
+# same users at once, and useradd and groupadd lock /etc/passwd and /etc/group (the loser fails).
+pytestmark = pytest.mark.xdist_group("system-users")
+
+
 def _ensure_user(name: str) -> None:
     if subprocess.run(["id", name], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "-M", "-N", "-g", GROUP, "-s", "/bin/sh", name], check=True, capture_output=True)
