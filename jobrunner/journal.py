@@ -29,6 +29,9 @@ Why it is safe:
   journals, and looks at the claims of those jobs only (and, in lease mode, of every claim file
   there is).  A Dask worker with many threads and one very long tile among hundreds of short
   ones can push that tile's start line out of the tail: ``status`` then shows it pending.
+  ``status --watch``, which looks every second, follows the journals instead
+  (:class:`FollowedJournals`): each look reads only the bytes appended since the last, and it
+  has every line, so it sees that tile running too.
 * Journals are never fsynced, as tiles are not.  On NFS a line can reach the server after the
   rename of its tile; a ``reduce`` on another host at that moment computes that tile again to
   check it, and keeps it.
@@ -44,7 +47,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.errors import JobRunnerError
@@ -195,43 +198,100 @@ def read_lines(
     """Every line of every journal of the plan, or of the last ``tail`` bytes of each
     (``done_only``: only the lines that say an attempt ended done)."""
     for name in journal_names(paths, tree):
-        try:
-            data, cut = _read(tree, paths.journals / name, tail)
-        except (FileNotFoundError, PlantedLink):
-            continue  # gone since the listing, or a link in place of a journal: nothing in it counts
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                continue  # a link at a journal's name: nothing in it counts
-            raise JobRunnerError(
-                f"cannot read the journal {paths.journals / name} ({error.strerror or error}): fix the disk or "
-                "its permissions and run the command again"
-            ) from None
+        fd = _open_journal(paths, tree, name)
+        if fd is None:
+            continue
+        with os.fdopen(fd, "rb") as file:
+            data, cut = _read(file, paths.journals / name, tail)
         lines = data.decode(errors="replace").split("\n")
         if cut:
             lines = lines[1:]  # the first is the end of a line the tail cut
-        for text in lines:
-            if text and (not done_only or DONE_MARK in text):  # a start line has no checksum: not parsed
-                line = parse_line(text, plan_id)
-                if line is not None:
-                    yield line
+        yield from _parsed(lines, plan_id, done_only)
 
 
-def _read(tree: Tree, path: Path, tail: int | None) -> tuple[bytes, bool]:
-    """The journal's bytes (its last ``tail``), and whether they start after its beginning."""
-    fd = tree.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return b"", False  # a FIFO or a folder at a journal's name: nothing in it counts
-        if tail is None and info.st_size > MAX_JOURNAL_BYTES:  # read whole, it would fill the memory
-            raise JobRunnerError(
-                f"the journal {path} holds {size_of(info.st_size)}, more than any worker writes "
-                f"({size_of(MAX_JOURNAL_BYTES)} is a million tiles' worth many times over): someone put it "
-                "there; move it away and run the command again"
-            )
-        start = 0 if tail is None else max(0, info.st_size - tail)
-        file.seek(start)
-        return (file.read() if tail is None else file.read(tail)), start > 0
+def _parsed(texts: list[str], plan_id: str, done_only: bool = False) -> Iterator[Line]:
+    for text in texts:
+        if text and (not done_only or DONE_MARK in text):  # a start line has no checksum: not parsed
+            line = parse_line(text, plan_id)
+            if line is not None:
+                yield line
+
+
+def _open_journal(paths: SpoolPaths, tree: Tree, name: str) -> int | None:
+    """A descriptor of the journal ``name``, to read; None if nothing in it counts."""
+    try:
+        return tree.open(paths.journals / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (FileNotFoundError, PlantedLink):
+        return None  # gone since the listing, or a link in place of a journal: nothing in it counts
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return None  # a link at a journal's name: nothing in it counts
+        raise JobRunnerError(
+            f"cannot read the journal {paths.journals / name} ({error.strerror or error}): fix the disk or "
+            "its permissions and run the command again"
+        ) from None
+
+
+def _read(file, path: Path, tail: int | None, start: int = 0) -> tuple[bytes, bool]:
+    """The journal's bytes from ``start`` (or its last ``tail``), and whether they start after its beginning."""
+    info = os.fstat(file.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        return b"", False  # a FIFO or a folder at a journal's name: nothing in it counts
+    if tail is None and info.st_size > MAX_JOURNAL_BYTES:  # read whole, it would fill the memory
+        raise JobRunnerError(
+            f"the journal {path} holds {size_of(info.st_size)}, more than any worker writes "
+            f"({size_of(MAX_JOURNAL_BYTES)} is a million tiles' worth many times over): someone put it "
+            "there; move it away and run the command again"
+        )
+    start = start if tail is None else max(0, info.st_size - tail)
+    file.seek(start)
+    return (file.read() if tail is None else file.read(tail)), start > 0
+
+
+class FollowedJournals:
+    """The lines of one plan's journals as read so far, for a reader that looks again and again
+    (``status --watch``, every second): a journal only ever grows at its end, so each look reads
+    only the bytes appended since the last, and parses only whole lines (a line being written now
+    is read at the next look).  A journal that is no longer the file first read (another file at
+    its name, or one that shrank) is read again from its start; one gone is forgotten.
+
+    Every line stays in memory (some 900 bytes a tile), where a single look parses and drops them.
+    """
+
+    def __init__(self) -> None:
+        self._journals: dict[str, _Followed] = {}
+        self.bytes_read = 0  # in all: what the looks cost
+
+    def lines(self, paths: SpoolPaths, tree: Tree, plan_id: str, done_only: bool = False) -> list[Line]:
+        """Every line of every journal of the plan (``done_only``: those of attempts that ended done)."""
+        names = journal_names(paths, tree)
+        for gone in set(self._journals) - set(names):
+            del self._journals[gone]
+        found: list[Line] = []
+        for name in names:
+            fd = _open_journal(paths, tree, name)
+            if fd is None:
+                self._journals.pop(name, None)
+                continue
+            with os.fdopen(fd, "rb") as file:
+                info = os.fstat(fd)
+                followed = self._journals.get(name)
+                if followed is None or followed.identity != (info.st_dev, info.st_ino) or info.st_size < followed.read:
+                    followed = self._journals[name] = _Followed((info.st_dev, info.st_ino))
+                data, _ = _read(file, paths.journals / name, None, followed.read)
+            whole = data[: data.rfind(b"\n") + 1]  # up to the last newline: whole lines only
+            followed.read += len(whole)
+            self.bytes_read += len(whole)
+            followed.lines.extend(_parsed(whole.decode(errors="replace").split("\n"), plan_id))
+            found.extend(line for line in followed.lines if not done_only or not line.in_flight)
+        return found
+
+
+@dataclass
+class _Followed:
+    identity: tuple[int, int]  # st_dev and st_ino of the file read
+    read: int = 0  # its bytes parsed: up to the end of its last whole line
+    lines: list[Line] = field(default_factory=list)
 
 
 def in_flight(lines: list[Line]) -> dict[str, Attempt]:

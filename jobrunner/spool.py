@@ -51,7 +51,7 @@ from jobrunner.files import ensure_folder, ensure_folder_in, explain_write_error
 from jobrunner.folders import Tree
 from jobrunner.grid import JOB_ID_PATTERN, Tile
 from jobrunner.identity import code_fingerprint, new_plan_id, versions
-from jobrunner.journal import TAIL_BYTES, Journal, Line, in_flight, read_lines
+from jobrunner.journal import TAIL_BYTES, FollowedJournals, Journal, Line, in_flight, read_lines
 from jobrunner.locking import AUTO, LEASE, Choice, Claim, JobLocks, locks_for, read_choice, resolve
 from jobrunner.paths import DEFAULT_OUTPUTS, SpoolPaths
 from jobrunner.plan import Plan
@@ -104,6 +104,7 @@ class Spool:
         #: This process's journal of the attempts it starts and finishes (jobrunner.journal).
         self.journal = Journal(paths, self.tree)
         self._locking: Choice | None = None  # chosen by choose_locking()
+        self._followed: FollowedJournals | None = None  # see follow_journals()
 
     @cached_property
     def _job_ids(self) -> list[str]:
@@ -494,8 +495,19 @@ class Spool:
 
     def journal_lines(self, tail: bool = False, done_only: bool = False) -> Iterator[Line]:
         """What every worker's journal says (``tail``: only the ends of the journals, where the
-        attempts in flight and the latest tiles are; ``done_only``: only attempts that ended done)."""
+        attempts in flight and the latest tiles are; ``done_only``: only attempts that ended done).
+
+        With the journals followed (:meth:`follow_journals`), every line: they are all at hand."""
+        if self._followed is not None:
+            return iter(self._followed.lines(self.paths, self.tree, self.plan.id, done_only))
         return read_lines(self.paths, self.tree, self.plan.id, TAIL_BYTES if tail else None, done_only)
+
+    def follow_journals(self) -> FollowedJournals:
+        """From now on, each look at the journals reads only what was appended since the last, and
+        keeps every line (for a reader that looks again and again: ``status --watch``)."""
+        if self._followed is None:
+            self._followed = FollowedJournals()
+        return self._followed
 
     def history(self, tail: bool = False, done_lines: list[Line] | None = None) -> dict[str, list[Attempt]]:
         """Every ended attempt, by job, in order of start: those that ended done from the journals

@@ -177,3 +177,50 @@ def test_a_huge_file_planted_as_a_journal_is_refused_not_read(tmp_path, monkeypa
     with pytest.raises(JobRunnerError, match="planted.jsonl holds 1.0 TiB, more than any worker writes"):
         reduce(spool)
     assert {s.state for s in spool.statuses()} == {"done"}  # status reads only the journals' ends
+
+
+def test_followed_journals_read_only_what_was_appended_and_say_what_a_full_read_says(tmp_path):
+    """status --watch looks every second: each look reads the lines written since the last."""
+    spool = make_spool(tmp_path)
+    spool.choose_locking()
+    spool.prepare_outputs()
+    for job in spool.job_ids[:3]:
+        attempt_job(spool, job)
+    followed = spool.follow_journals()
+    journal = next(spool.paths.journals.iterdir())
+
+    def as_read_whole():
+        return list(Spool.open(spool.paths.spool).journal_lines())
+
+    assert list(spool.journal_lines()) == as_read_whole() and len(as_read_whole()) == 6
+    assert followed.bytes_read == journal.stat().st_size
+    size = journal.stat().st_size
+    for job in spool.job_ids[3:]:
+        attempt_job(spool, job)
+    assert list(spool.journal_lines()) == as_read_whole() and len(as_read_whole()) == 12
+    assert followed.bytes_read == journal.stat().st_size  # the first 3 jobs' lines were not read again
+    assert journal.stat().st_size > size
+    assert spool.history() == Spool.open(spool.paths.spool).history()
+
+
+def test_a_followed_journal_line_is_read_once_whole_and_a_replaced_journal_from_its_start(tmp_path):
+    spool = make_spool(tmp_path)
+    spool.choose_locking()
+    spool.prepare_outputs()
+    attempt_job(spool, spool.job_ids[0])
+    spool.follow_journals()
+    other = spool.paths.journals / "elsewhere-4242-feedbeef.jsonl"  # another node's worker, writing now
+    started = Attempt(1, "elsewhere", 4242, time.time(), via="work", plan=spool.plan.id)
+    line = f'{{"job": "{spool.job_ids[1]}", ' + started.claim_json().decode()[1:] + "\n"
+    other.write_text(line[:40])  # half written
+    assert spool.job_ids[1] not in {found.job for found in spool.journal_lines()}
+    with other.open("a") as file:
+        file.write(line[40:])  # the rest of it
+    assert [found.job for found in spool.journal_lines()].count(spool.job_ids[1]) == 1
+    replaced = other.with_suffix(".new")
+    replaced.write_text(line.replace(spool.job_ids[1], spool.job_ids[2]))
+    os.replace(replaced, other)  # another file at its name: its lines only
+    jobs = [found.job for found in spool.journal_lines()]
+    assert spool.job_ids[1] not in jobs and jobs.count(spool.job_ids[2]) == 1
+    other.unlink()
+    assert {found.job for found in spool.journal_lines()} == {spool.job_ids[0]}

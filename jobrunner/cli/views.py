@@ -70,6 +70,7 @@ def watch_spool(the_spool, interval: float) -> None:
     from jobrunner.timeline import timeline
 
     the_spool.check_outputs()  # never make a moved-away outputs folder again: reduce would requeue everything
+    the_spool.follow_journals()  # each refresh reads only the lines written since the last
     target = the_spool.paths.product("tiles.png")
 
     def snapshot():
