@@ -220,7 +220,11 @@ def _parsed(texts: list[str], plan_id: str, done_only: bool = False) -> Iterator
 def _open_journal(paths: SpoolPaths, tree: Tree, name: str) -> int | None:
     """A descriptor of the journal ``name``, to read; None if nothing in it counts."""
     try:
-        return tree.open(paths.journals / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = tree.open(paths.journals / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None  # a FIFO or a folder at a journal's name: nothing in it counts
+        return fd
     except (FileNotFoundError, PlantedLink):
         return None  # gone since the listing, or a link in place of a journal: nothing in it counts
     except OSError as error:
@@ -235,8 +239,6 @@ def _open_journal(paths: SpoolPaths, tree: Tree, name: str) -> int | None:
 def _read(file, path: Path, tail: int | None, start: int = 0) -> tuple[bytes, bool]:
     """The journal's bytes from ``start`` (or its last ``tail``), and whether they start after its beginning."""
     info = os.fstat(file.fileno())
-    if not stat.S_ISREG(info.st_mode):
-        return b"", False  # a FIFO or a folder at a journal's name: nothing in it counts
     if tail is None and info.st_size > MAX_JOURNAL_BYTES:  # read whole, it would fill the memory
         raise JobRunnerError(
             f"the journal {path} holds {size_of(info.st_size)}, more than any worker writes "

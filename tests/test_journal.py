@@ -224,3 +224,16 @@ def test_a_followed_journal_line_is_read_once_whole_and_a_replaced_journal_from_
     assert spool.job_ids[1] not in jobs and jobs.count(spool.job_ids[2]) == 1
     other.unlink()
     assert {found.job for found in spool.journal_lines()} == {spool.job_ids[0]}
+
+
+@pytest.mark.parametrize("followed", [False, True], ids=["read", "followed"])
+def test_a_folder_fifo_or_link_at_a_journals_name_counts_for_nothing(tmp_path, followed):
+    spool = make_spool(tmp_path)
+    work(spool)
+    (spool.paths.journals / "folder.jsonl").mkdir()
+    os.mkfifo(spool.paths.journals / "fifo.jsonl")  # opened without blocking, never read
+    (spool.paths.journals / "link.jsonl").symlink_to(next(spool.paths.journals.glob("*-*.jsonl")))
+    if followed:
+        spool.follow_journals()
+    assert len(list(spool.journal_lines())) == 12  # the worker's own journal, once
+    assert {s.state for s in spool.statuses()} == {"done"}
