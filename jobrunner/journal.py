@@ -198,11 +198,12 @@ def read_lines(
     """Every line of every journal of the plan, or of the last ``tail`` bytes of each
     (``done_only``: only the lines that say an attempt ended done)."""
     for name in journal_names(paths, tree):
-        fd = _open_journal(paths, tree, name)
-        if fd is None:
+        opened = _open_journal(paths, tree, name)
+        if opened is None:
             continue
+        fd, info = opened
         with os.fdopen(fd, "rb") as file:
-            data, cut = _read(file, paths.journals / name, tail)
+            data, cut = _read(file, info, paths.journals / name, tail)
         lines = data.decode(errors="replace").split("\n")
         if cut:
             lines = lines[1:]  # the first is the end of a line the tail cut
@@ -217,14 +218,15 @@ def _parsed(texts: list[str], plan_id: str, done_only: bool = False) -> Iterator
                 yield line
 
 
-def _open_journal(paths: SpoolPaths, tree: Tree, name: str) -> int | None:
-    """A descriptor of the journal ``name``, to read; None if nothing in it counts."""
+def _open_journal(paths: SpoolPaths, tree: Tree, name: str) -> tuple[int, os.stat_result] | None:
+    """A descriptor of the journal ``name``, to read, and what it is; None if nothing in it counts."""
     try:
         fd = tree.open(paths.journals / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             return None  # a FIFO or a folder at a journal's name: nothing in it counts
-        return fd
+        return fd, info
     except (FileNotFoundError, PlantedLink):
         return None  # gone since the listing, or a link in place of a journal: nothing in it counts
     except OSError as error:
@@ -236,9 +238,9 @@ def _open_journal(paths: SpoolPaths, tree: Tree, name: str) -> int | None:
         ) from None
 
 
-def _read(file, path: Path, tail: int | None, start: int = 0) -> tuple[bytes, bool]:
-    """The journal's bytes from ``start`` (or its last ``tail``), and whether they start after its beginning."""
-    info = os.fstat(file.fileno())
+def _read(file, info: os.stat_result, path: Path, tail: int | None, start: int = 0) -> tuple[bytes, bool]:
+    """The journal's bytes from ``start`` (or its last ``tail``), and whether they start after its
+    beginning (``info``: its ``fstat``, as it was opened)."""
     if tail is None and info.st_size > MAX_JOURNAL_BYTES:  # read whole, it would fill the memory
         raise JobRunnerError(
             f"the journal {path} holds {size_of(info.st_size)}, more than any worker writes "
@@ -271,16 +273,16 @@ class FollowedJournals:
             del self._journals[gone]
         found: list[Line] = []
         for name in names:
-            fd = _open_journal(paths, tree, name)
-            if fd is None:
+            opened = _open_journal(paths, tree, name)
+            if opened is None:
                 self._journals.pop(name, None)
                 continue
+            fd, info = opened
+            followed = self._journals.get(name)
+            if followed is None or followed.identity != (info.st_dev, info.st_ino) or info.st_size < followed.read:
+                followed = self._journals[name] = _Followed((info.st_dev, info.st_ino))
             with os.fdopen(fd, "rb") as file:
-                info = os.fstat(fd)
-                followed = self._journals.get(name)
-                if followed is None or followed.identity != (info.st_dev, info.st_ino) or info.st_size < followed.read:
-                    followed = self._journals[name] = _Followed((info.st_dev, info.st_ino))
-                data, _ = _read(file, paths.journals / name, None, followed.read)
+                data, _ = _read(file, info, paths.journals / name, None, followed.read)
             whole = data[: data.rfind(b"\n") + 1]  # up to the last newline: whole lines only
             followed.read += len(whole)
             self.bytes_read += len(whole)
