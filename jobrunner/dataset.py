@@ -26,6 +26,7 @@ file object, so the file is made as every partial is, never through a link) bloc
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import BinaryIO
 
@@ -168,6 +169,6 @@ def attributes(plan: Plan, planned_at: float, hosts: dict[str, int], missing: in
         "jobrunner_tiling": plan.tiling_text,
         "jobrunner_params": json.dumps(labels.parameters(plan), default=repr),
         "jobrunner_hosts": ", ".join(f"{host} ({count} tiles)" for host, count in sorted(hosts.items())),
-        "jobrunner_tiles_missing": f"{missing} of {len(plan.tiles())}",
+        "jobrunner_tiles_missing": f"{missing} of {math.prod(plan.tiling)}",
     }
     return {key: value for key, value in found.items() if value}

@@ -8,6 +8,7 @@ Large fields are decimated to about screen size before drawing: ``imshow`` of a 
 from __future__ import annotations
 
 import functools
+import io
 import math
 import textwrap
 from dataclasses import dataclass
@@ -150,9 +151,15 @@ def field_title(plan: Plan, what: str, note: str = "", view: FigureView | None =
     return "\n".join(line for line in lines if line)
 
 
-@plain_text
 def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path, view: FigureView | None = None) -> None:
-    """Draw a field over the plan's grid to ``target`` as PNG, atomically.
+    """Draw a field over the plan's grid to ``target`` as PNG, atomically (see :func:`field_figure_png`)."""
+    png = field_figure_png(values, plan, title, view)
+    write_atomically(target, lambda file: file.write(png))
+
+
+@plain_text
+def field_figure_png(values: np.ndarray, plan: Plan, title: str, view: FigureView | None = None) -> bytes:
+    """A field over the plan's grid, drawn as a PNG.
 
     ``values`` is the whole result, or ``view`` of it (as reduce gathers it); the view is taken here
     otherwise (default: :func:`figure_view`).  Two axes or more: an image over the first two, the
@@ -194,7 +201,9 @@ def save_field_figure(values: np.ndarray, plan: Plan, title: str, target: Path, 
             axes.annotate(name, (first, second), xytext=(4, 4), textcoords="offset points", fontsize=7, color="white")
     stride = view.stride
     axes.set_title(title + (f"  (drawn every {stride}th cell)" if stride > 1 else ""), fontsize=10)
-    write_atomically(target, lambda file: figure.savefig(file, format="png", dpi=110))
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=110)
+    return png.getvalue()
 
 
 def _evenly_spaced(points: np.ndarray) -> bool:

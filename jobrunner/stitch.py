@@ -28,9 +28,10 @@ import numpy as np
 from jobrunner import dataset
 from jobrunner.compute import compute_tile
 from jobrunner.dataset import DatasetWriter
+from jobrunner.drawer import Drawer
 from jobrunner.errors import JobRunnerError
-from jobrunner.figures import FigureView, field_title, figure_view, save_field_figure
-from jobrunner.files import create_new, ensure_folder, write_text
+from jobrunner.figures import FigureView, field_title, figure_view
+from jobrunner.files import create_new, ensure_folder, write_atomically, write_text
 from jobrunner.folders import Tree
 from jobrunner.identity import versions
 from jobrunner.paths import SpoolPaths
@@ -90,7 +91,7 @@ def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict, done_lines: l
     either refuses the reduce, with one line, and requeues nothing.
     """
     bad = []
-    tiles, checksums = spool.plan.tile_by_id(), spool.checksums(done_lines)
+    tiles, checksums = spool.tiles, spool.checksums(done_lines)
     if not spool.tree.is_folder(spool.paths.journals) and any(s.id not in checksums for s in done):
         raise JobRunnerError(
             f"the journals folder {spool.paths.journals} of plan {spool.plan.id} is missing, though "
@@ -155,9 +156,8 @@ def _read_rows(
     one renamed over it or written in place since is refused, never stitched.  So its header was
     checked too: that one file, this shape and dtype, C order, its size exactly header and data.
     """
-    fd = open_tile(path, tree)
+    fd, info = open_tile(path, tree)
     try:
-        info = os.fstat(fd)
         if identity(info) != checked.get(str(path)):
             raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
         rows = np.empty((stop - start, *shape[1:]), dtype=dtype)
@@ -232,7 +232,7 @@ def _fill(
     plan = spool.plan
     shape, dtype = plan.shape, plan.tile_dtype
     row = math.prod(shape[1:]) * dtype.itemsize  # bytes of one index of the first axis
-    tiles = plan.tile_by_id()
+    tiles = spool.tiles
     by_band: dict[int, list] = {}
     for job_id in done:
         by_band.setdefault(tiles[job_id].bounds[0][0], []).append(tiles[job_id])
@@ -318,6 +318,11 @@ def reduce(
     the first two it is drawn (default the middle point; see :func:`jobrunner.figures.slice_indices`).
     """
     view = figure_view(spool.plan, at, field)  # a wrong --field or --slice is refused before any work
+    with Drawer.start(spool.plan) as drawer:  # loads matplotlib while the tiles are checked and stitched
+        return _reduce(spool, partial, view, drawer)
+
+
+def _reduce(spool: Spool, partial: bool, view: FigureView, drawer: Drawer) -> ReduceResult:
     spool.check_outputs()
     statuses = spool.statuses()  # with claims: a running tile is not a failed one
     _refuse_moved_tiles(spool, statuses)
@@ -369,7 +374,8 @@ def reduce(
         stitched = f"{len(done)} of {len(statuses)}" if missing else f"{len(statuses)}"
         note = f"PARTIAL: {count_of(len(missing), 'tile')} missing, drawn grey" if missing else ""
         title = field_title(spool.plan, f"stitched from {stitched} tiles", note, view)
-        save_field_figure(preview, spool.plan, title, partial_figure, view)
+        png = drawer.png(preview, spool.plan, title, view)
+        write_atomically(partial_figure, lambda file: file.write(png))
         spool.check_current()  # a reduce of a plan replaced while it stitched puts nothing in place
         partial_array.replace(array)
         partial_figure.replace(figure)

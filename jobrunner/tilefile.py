@@ -67,8 +67,9 @@ def identity(info: os.stat_result) -> tuple[int, ...]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def open_tile(path: Path, tree: Tree | None = None) -> int:
-    """A descriptor of the tile file at ``path``: never through a link, never waiting on a FIFO.
+def open_tile(path: Path, tree: Tree | None = None) -> tuple[int, os.stat_result]:
+    """A descriptor of the tile file at ``path``, and what it is: never through a link, never
+    waiting on a FIFO.
 
     ``tree``: the spool's folders, so that a link in place of the tiles folder is refused too
     (see :mod:`jobrunner.folders`).
@@ -80,12 +81,13 @@ def open_tile(path: Path, tree: Tree | None = None) -> int:
         if error.errno == errno.ELOOP:
             raise NotATile(f"{path} is a symbolic link, which no worker writes") from None
         raise
-    kind = stat.S_IFMT(os.fstat(fd).st_mode)
-    if kind != stat.S_IFREG:  # before fdopen, which refuses a folder with an error of its own
+    info = os.fstat(fd)
+    kind = stat.S_IFMT(info.st_mode)
+    if kind != stat.S_IFREG:  # before any read, which would fail (a folder) or find nothing (a FIFO)
         os.close(fd)
         what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}.get(kind, "a device")
         raise NotATile(f"{path} is {what}, not a tile file")
-    return fd
+    return fd, info
 
 
 def check_tile(
@@ -107,18 +109,22 @@ def check_tile(
     if isinstance(checksums, str):
         checksums = {checksums}  # one, not the characters of one
     try:
-        fd = open_tile(path, tree)
+        fd, info = open_tile(path, tree)
     except FileNotFoundError:
         return "missing"
-    info = os.fstat(fd)
-    with os.fdopen(fd, "rb") as file:
+    try:
         digest = hashlib.sha256()
-        head = file.read(CHUNK)
+        # Each read asks for what the file should still hold, and one byte more, up to CHUNK: a
+        # buffer of CHUNK for a 13 kB tile costs more than reading it.  Until a read finds nothing:
+        # a file that grew since it was looked at is read whole too.
+        head = os.read(fd, min(CHUNK, max(info.st_size, 4095) + 1))  # the header whole, whatever was seen
         digest.update(head)
         size = len(head)
-        while chunk := file.read(CHUNK):
+        while chunk := os.read(fd, min(CHUNK, max(info.st_size - size, 0) + 1)):
             digest.update(chunk)
             size += len(chunk)
+    finally:
+        os.close(fd)
     if seen is not None:
         seen[str(path)] = identity(info)  # good or bad: what was checked, for whoever acts on it later
     problem = _header_problem(head, size, shape, dtype)

@@ -5,6 +5,7 @@ import pytest
 
 import jobrunner.stitch as reduce_module
 from jobrunner import Plan, Spool, compute_serial, reduce, work
+from jobrunner.drawer import Drawer
 from jobrunner.figures import decimation
 
 
@@ -39,9 +40,9 @@ def test_holes_are_nan_and_everything_else_is_exact(tmp_path, monkeypatch):
 def test_the_figure_is_drawn_from_a_decimated_copy(tmp_path, monkeypatch):
     """A grid larger than the figure: the preview gathered while stitching is the strided array."""
     captured = {}
-    real = reduce_module.save_field_figure
+    real = Drawer.png
     monkeypatch.setattr(
-        reduce_module, "save_field_figure", lambda values, *a: (captured.update(values=values), real(values, *a))
+        Drawer, "png", lambda self, values, *a: (captured.update(values=values), real(self, values, *a))[1]
     )
     plan = Plan.create(step=0.003, tiles=(3, 2), kernel="numpy", extent=(-2, 2, -0.5, 0.5))  # 1334 x 334
     monkeypatch.setattr(reduce_module, "BLOCK_BYTES", 100 * plan.shape[1] * 8)
