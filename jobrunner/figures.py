@@ -23,7 +23,7 @@ from jobrunner.plan import Plan, lab_step
 from jobrunner.vocabulary import IN_FLIGHT, OUTCOMES, STATE_LOOKS, outcome_meaning
 
 #: The longest side, in cells, that a figure draws; larger fields are strided down to this.
-MAX_DRAWN_CELLS = 1200
+MAX_DRAWN_CELLS = 800
 
 
 def plain_text(draw):

@@ -1,13 +1,13 @@
 """Stitch the tiles into one array, one labelled dataset and one figure.
 
-The array is created as a memory-mapped ``.npy`` (``open_memmap``) under a partial name and filled
-a block of rows at a time, through a short-lived mapping of just those rows, from tile rows read
-at their file offsets: resident memory stays at a few blocks, whatever the grid's size (a single
-mapping of the whole array would keep every page it touched resident).  The figure is drawn from
-a decimated copy gathered while stitching, so the array is never read back; the dataset
-(``stitched.nc``, see :mod:`jobrunner.dataset`) is written from the same blocks.  The files are
-renamed into place only when all are complete: a refused or failed reduce leaves an earlier
-``stitched.npy``, ``stitched.nc`` and ``stitched.png`` untouched.
+The array is created as a ``.npy`` under a partial name, its full size reserved on the disk, and
+filled a block of rows at a time: each block is stitched in memory from tile rows read at their
+file offsets and written at its place, so resident memory stays at a few blocks, whatever the
+grid's size.  The figure is drawn from a decimated copy gathered while stitching, so the array is
+never read back (by a drawer process, :mod:`jobrunner.drawer`, that has loaded matplotlib in the
+meantime); the dataset (``stitched.nc``, see :mod:`jobrunner.dataset`) is written from the same
+blocks.  The files are renamed into place only when all are complete: a refused or failed reduce
+leaves an earlier ``stitched.npy``, ``stitched.nc`` and ``stitched.png`` untouched.
 """
 
 from __future__ import annotations
@@ -195,8 +195,9 @@ def _stitch(
 
 
 def _reserve(file, size: int, folder: Path) -> None:
-    """Give ``file`` its full ``size``, reserved on the disk: a memory map of a file the disk cannot
-    fill dies of SIGBUS.  Where the filesystem cannot reserve space (ZFS, some FUSE), it is only sized."""
+    """Give ``file`` its full ``size``, reserved on the disk: a disk without room for the array says
+    so before any tile is read.  Where the filesystem cannot reserve space (ZFS, some FUSE), it is
+    only sized, and a full disk shows as a failed write."""
     try:
         os.posix_fallocate(file.fileno(), 0, size)
     except OSError as error:
@@ -226,9 +227,9 @@ def _fill(
     checked: dict,
     labelled: DatasetWriter | None,
 ) -> np.ndarray:
-    """Fill the reserved array a block of rows (along the first axis) at a time, through
-    short-lived mappings of ``file``; gather the figure's view of it, and write the dataset's
-    block, on the way."""
+    """Fill the reserved array a block of rows (along the first axis) at a time: each block is
+    stitched in memory and written at its place in ``file``; gather the figure's view of it, and
+    write the dataset's block, on the way."""
     plan = spool.plan
     shape, dtype = plan.shape, plan.tile_dtype
     row = math.prod(shape[1:]) * dtype.itemsize  # bytes of one index of the first axis
@@ -238,9 +239,12 @@ def _fill(
         by_band.setdefault(tiles[job_id].bounds[0][0], []).append(tiles[job_id])
     preview = np.full(view.shape, np.nan)
     step = block_rows(plan)
+    # One block's rows, reused: stitching into a map of the file instead faults in each of its
+    # pages (0.4 s for 128 MB), and writing from one buffer faults in only the buffer's, once.
+    block = np.empty((min(step, shape[0]), *shape[1:]), dtype)
     for row_start in range(0, shape[0], step):
         row_stop = min(shape[0], row_start + step)
-        rows = np.memmap(file, dtype, "r+", offset=offset + row_start * row, shape=(row_stop - row_start, *shape[1:]))
+        rows = block[: row_stop - row_start]  # every cell written below: by its tile, or as a hole
         computed = None
         if fill_holes:  # every cell of a hole is NaN, and marked not computed
             computed = np.zeros(rows.shape, dtype=np.uint8)
@@ -260,9 +264,16 @@ def _fill(
         view.gather(rows, row_start, row_stop, preview)
         if labelled is not None:
             labelled.write(row_start, row_stop, rows, computed)
-        rows.flush()
-        del rows
+        _write_at(file.fileno(), rows, offset + row_start * row)
     return preview
+
+
+def _write_at(fd: int, rows: np.ndarray, offset: int) -> None:
+    """Write the bytes of the C-ordered ``rows`` into the file at ``offset``, whole."""
+    data = memoryview(rows.reshape(-1).view(np.uint8))  # its bytes, fields or not
+    written = 0
+    while written < len(data):  # one call, unless it comes short (a signal, a network disk)
+        written += os.pwrite(fd, data[written:], offset + written)
 
 
 def _remove_dead_partials(paths: SpoolPaths) -> None:
