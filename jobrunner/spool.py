@@ -491,7 +491,7 @@ class Spool:
     def tile_in_place(self, job_id: str) -> bool:
         """Whether the job is done: something is at its tile's name (one lookup).  Anything: a
         FIFO, a folder or a link planted there is no tile, and ``reduce`` refuses it by name (see
-        :func:`jobrunner.tilefile.check_tile`); a worker leaves it alone rather than replace it."""
+        :func:`jobrunner.tilefile.open_tile`); a worker leaves it alone rather than replace it."""
         return self.tree.exists(self.paths.tile(job_id))
 
     def journal_lines(self, tail: bool = False, done_only: bool = False) -> Iterator[Line]:

@@ -13,6 +13,7 @@ leaves an earlier ``stitched.npy``, ``stitched.nc`` and ``stitched.png`` untouch
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import math
@@ -32,12 +33,11 @@ from jobrunner.drawer import Drawer
 from jobrunner.errors import JobRunnerError
 from jobrunner.figures import FigureView, field_title, figure_view
 from jobrunner.files import create_new, ensure_folder, write_atomically, write_text
-from jobrunner.folders import Tree
 from jobrunner.identity import versions
 from jobrunner.paths import SpoolPaths
 from jobrunner.records import DONE, FAILED, PENDING, RUNNING, Attempt
 from jobrunner.spool import JobStatus, Spool
-from jobrunner.tilefile import UNVOUCHED, NotATile, check_tile, identity, open_tile, write_tile
+from jobrunner.tilefile import UNVOUCHED, NotATile, checksum_problem, header_problem, identity, open_tile, write_tile
 from jobrunner.wording import count_of, size_of
 from jobrunner.writer import Writer, writer_tag
 
@@ -81,44 +81,136 @@ def _refuse_unfinished(paths: SpoolPaths, unfinished: list[JobStatus], total: in
     )
 
 
-def _bad_tiles(spool: Spool, done: list[JobStatus], checked: dict, done_lines: list) -> list[tuple[str, str]]:
-    """Tiles recorded done that are proven bad (see :mod:`jobrunner.tilefile`): absent from their
-    folder, truncated, of another dtype or shape, or changed since their worker wrote them.
-
-    Only those are put back in the queue.  A tile that cannot be read for another reason (a
-    folder that is not there, permissions, an I/O error) may be fine, and a path that holds
-    something no worker writes (a FIFO, a folder, a symbolic link) was put there by someone:
-    either refuses the reduce, with one line, and requeues nothing.
-    """
-    bad = []
-    tiles, checksums = spool.tiles, spool.checksums(done_lines)
+def _checksums(spool: Spool, done: list[JobStatus], done_lines: list) -> dict[str, set[str]]:
+    """What the done tiles' bytes hash to, as the attempts that finished them said in their journals."""
+    checksums = spool.checksums(done_lines)
     if not spool.tree.is_folder(spool.paths.journals) and any(s.id not in checksums for s in done):
         raise JobRunnerError(
             f"the journals folder {spool.paths.journals} of plan {spool.plan.id} is missing, though "
             f"{count_of(len(done), 'tile')} are in place: was it moved? Move it back; nothing was requeued"
         )
-    for status in done:
-        path = spool.paths.tile(status.id)
+    return checksums
+
+
+class _CheckedReads:
+    """Every done tile's rows, each tile file read once, front to back, and checked as it is read
+    (see :mod:`jobrunner.tilefile`): its header and size with its first rows, its checksum with
+    its last.  Rows of a tile that turns out bad are stitched all the same, into partial files
+    that are then thrown away: reduce puts nothing in place when any tile is bad.
+
+    A tile proven bad (absent from its folder, truncated, of another dtype or shape, or changed
+    since its worker wrote it) is noted in :attr:`bad`, and only those are put back in the queue.
+    A tile that cannot be read for another reason (permissions, an I/O error) may be fine, and a
+    path that holds something no worker writes (a FIFO, a folder, a symbolic link) was put there
+    by someone: either refuses the reduce, with one line, and requeues nothing.
+
+    Every read after a tile's first is from the very file first opened (:attr:`checked`, its
+    identity: see :func:`jobrunner.tilefile.identity`): one renamed over it or written in place
+    since is refused, never stitched.
+    """
+
+    def __init__(self, spool: Spool, checksums: dict[str, set[str]]) -> None:
+        self.spool = spool
+        self.checksums = checksums
+        self.checked: dict[str, tuple[int, ...]] = {}  # path -> identity of each tile file as first opened
+        self.bad: list[tuple[str, str]] = []  # (job id, why), in the order found
+        self._found_bad: set[str] = set()
+        self._digests: dict[str, object] = {}  # job id -> the hash of its bytes read so far
+
+    def rows(self, tile, start: int, stop: int) -> np.ndarray | None:
+        """Rows ``[start, stop)`` along the first axis of ``tile``, read in order (``start`` 0 first,
+        each next ``start`` where the last ``stop`` was); None once the tile is found bad."""
+        if tile.id in self._found_bad:
+            return None
+        path = self.spool.paths.tile(tile.id)
         try:
-            said = checksums.get(status.id, set())
-            shape, dtype = tiles[status.id].shape, spool.plan.tile_dtype
-            why = check_tile(path, shape, said, checked, spool.tree, dtype)
-            if why == UNVOUCHED:  # re-verified: computed again here, kept if the bytes agree
-                why = check_tile(path, shape, {_computed_again(spool, tiles[status.id])}, checked, spool.tree, dtype)
-                why = UNVOUCHED if why is not None else None
+            fd, info = open_tile(path, self.spool.tree)
+        except FileNotFoundError:
+            if start == 0:
+                return self._found(tile, "missing")
+            self.spool.check_current()  # every tile gone at once: its plan was replaced
+            raise JobRunnerError(f"tile {path} was removed while reduce was stitching it: reduce again") from None
         except NotATile as error:
             raise JobRunnerError(
                 f"{error}: someone put it there; move it away and reduce again (its job is then computed "
                 "again); nothing was requeued"
             ) from None
         except OSError as error:
-            raise JobRunnerError(
-                f"cannot read tile {path} ({error.strerror or error}): fix the disk or its "
-                "permissions and reduce again; nothing was requeued"
-            ) from None
-        if why is not None:
-            bad.append((status.id, why))
-    return bad
+            raise self._unreadable(path, error) from None
+        try:
+            return self._read(tile, path, fd, info, start, stop)
+        except OSError as error:
+            raise self._unreadable(path, error) from None
+        finally:
+            os.close(fd)
+
+    def _read(self, tile, path: Path, fd: int, info: os.stat_result, start: int, stop: int) -> np.ndarray | None:
+        shape, dtype = tile.shape, self.spool.plan.tile_dtype
+        row = math.prod(shape[1:]) * dtype.itemsize
+        header_length = info.st_size - math.prod(shape) * dtype.itemsize  # if it is the tile it should be
+        if start == 0:
+            self.checked[str(path)] = identity(info)  # good or bad: what was read, for whoever acts on it later
+            if not 0 < header_length <= MAX_HEADER:  # not of this size: its own header says what it is
+                return self._found(tile, header_problem(os.pread(fd, 4096, 0), info.st_size, shape, dtype))
+            header = bytearray(header_length)
+            rows = _read_exactly(fd, path, [header], 0, stop - start, shape, dtype)
+            problem = header_problem(bytes(header), info.st_size, shape, dtype)
+            if problem is not None:
+                return self._found(tile, problem)
+            digest = self._digests[tile.id] = hashlib.sha256(header)
+        else:
+            if identity(info) != self.checked.get(str(path)):
+                raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
+            rows = _read_exactly(fd, path, [], header_length + start * row, stop - start, shape, dtype)
+            digest = self._digests[tile.id]
+        digest.update(memoryview(rows.reshape(-1).view(np.uint8)))
+        if stop == shape[0]:  # its last rows: all its bytes are read
+            del self._digests[tile.id]
+            said = self.checksums.get(tile.id, set())
+            if not said:  # re-verified: computed again here, kept if the bytes agree
+                said = {_computed_again(self.spool, tile)}
+            problem = checksum_problem(digest, said)
+            if problem is not None:
+                return self._found(tile, UNVOUCHED if not self.checksums.get(tile.id) else problem)
+        return rows
+
+    def _found(self, tile, why: str) -> None:
+        self._found_bad.add(tile.id)
+        self._digests.pop(tile.id, None)
+        self.bad.append((tile.id, why))
+        return None
+
+    @staticmethod
+    def _unreadable(path: Path, error: OSError) -> JobRunnerError:
+        return JobRunnerError(
+            f"cannot read tile {path} ({error.strerror or error}): fix the disk or its "
+            "permissions and reduce again; nothing was requeued"
+        )
+
+
+#: The longest ``.npy`` header a tile file is read with (version 1 headers end by 64 KiB).
+MAX_HEADER = 2**16 + 10
+
+
+def _read_exactly(
+    fd: int, path: Path, before: list[bytearray], offset: int, count: int, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """``count`` rows of a tile of ``shape`` read at ``offset``, after filling the buffers ``before``:
+    one ``preadv`` straight into a new array, unless it comes short (a signal, a network disk)."""
+    rows = np.empty((count, *shape[1:]), dtype=dtype)
+    data = memoryview(rows.reshape(-1).view(np.uint8))  # its bytes, fields or not: read straight into them
+    buffers = [*(memoryview(b) for b in before), data]
+    while buffers:
+        got = os.preadv(fd, buffers, offset)
+        if got == 0:  # shorter than it was when opened
+            raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
+        offset += got
+        while buffers and got >= len(buffers[0]):
+            got -= len(buffers[0])
+            buffers.pop(0)
+        if buffers and got:
+            buffers[0] = buffers[0][got:]
+    return rows
 
 
 def _refuse_moved_tiles(spool: Spool, statuses: list[JobStatus]) -> None:
@@ -141,37 +233,8 @@ def _computed_again(spool: Spool, tile) -> str:
     return write_tile(io.BytesIO(), compute_tile(spool.plan, tile), spool.plan.tile_dtype)
 
 
-#: Bytes of the output array mapped at once while stitching.
+#: Bytes of the output array stitched at once.
 BLOCK_BYTES = 32 * 2**20
-
-
-def _read_rows(
-    path: Path, shape: tuple[int, ...], dtype: np.dtype, start: int, stop: int, checked: dict, tree: Tree | None = None
-) -> np.ndarray:
-    """Rows ``[start, stop)`` along the first axis of a C-ordered ``.npy`` tile of ``shape`` and
-    ``dtype``, read at their offset (nothing stays mapped): whole rows of a C-ordered array are one
-    contiguous run of bytes, and the array is the file's last bytes.
-
-    Only from the very file that was checked (``checked``: its identity, see tilefile.identity):
-    one renamed over it or written in place since is refused, never stitched.  So its header was
-    checked too: that one file, this shape and dtype, C order, its size exactly header and data.
-    """
-    fd, info = open_tile(path, tree)
-    try:
-        if identity(info) != checked.get(str(path)):
-            raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
-        rows = np.empty((stop - start, *shape[1:]), dtype=dtype)
-        into = memoryview(rows.reshape(-1).view(np.uint8))  # its bytes, fields or not: read straight into them
-        data_starts = info.st_size - math.prod(shape) * dtype.itemsize  # the header's length, as checked
-        offset, got = data_starts + start * math.prod(shape[1:]) * dtype.itemsize, 0
-        while got < len(into):  # one call, unless the read comes short (a signal, a network disk)
-            read = os.preadv(fd, [into[got:]], offset + got)
-            if read == 0:
-                raise JobRunnerError(f"tile {path} changed while reduce was stitching it: reduce again")
-            got += read
-    finally:
-        os.close(fd)
-    return rows
 
 
 def _stitch(
@@ -179,7 +242,7 @@ def _stitch(
     done: list[str],
     target: Path,
     fill_holes: bool,
-    checked: dict,
+    reads: _CheckedReads,
     view: FigureView,
     labelled: DatasetWriter | None,
 ) -> np.ndarray:
@@ -191,7 +254,7 @@ def _stitch(
         file.flush()
         offset = file.tell()
         _reserve(file, offset + math.prod(shape) * dtype.itemsize, target.parent)
-        return _fill(spool, done, file, offset, view, fill_holes, checked, labelled)
+        return _fill(spool, done, file, offset, view, fill_holes, reads, labelled)
 
 
 def _reserve(file, size: int, folder: Path) -> None:
@@ -224,7 +287,7 @@ def _fill(
     offset: int,
     view: FigureView,
     fill_holes: bool,
-    checked: dict,
+    reads: _CheckedReads,
     labelled: DatasetWriter | None,
 ) -> np.ndarray:
     """Fill the reserved array a block of rows (along the first axis) at a time: each block is
@@ -255,8 +318,9 @@ def _fill(
             if lo >= hi:
                 continue
             for tile in band:
-                tile_path = spool.paths.tile(tile.id)
-                values = _read_rows(tile_path, tile.shape, dtype, lo - band_start, hi - band_start, checked, spool.tree)
+                values = reads.rows(tile, lo - band_start, hi - band_start)
+                if values is None:
+                    continue  # a bad tile: nothing stitched is put in place
                 where = (slice(lo - row_start, hi - row_start), *tile.slices[1:])
                 rows[where] = values
                 if computed is not None:
@@ -274,6 +338,21 @@ def _write_at(fd: int, rows: np.ndarray, offset: int) -> None:
     written = 0
     while written < len(data):  # one call, unless it comes short (a signal, a network disk)
         written += os.pwrite(fd, data[written:], offset + written)
+
+
+def _requeued(spool: Spool, reads: _CheckedReads) -> JobRunnerError:
+    """Put the bad tiles' jobs back in the queue; the line that says so."""
+    spool.check_current()  # every tile gone at once: its plan was replaced, and nothing is requeued
+    bad = reads.bad
+    for job_id, _ in bad:
+        spool.requeue(job_id, bad_tile=True, checked=reads.checked.get(str(spool.paths.tile(job_id))))
+    first, why = bad[0]
+    return JobRunnerError(
+        f"tile {spool.paths.tile(first)} is bad: {why}"
+        + (f" (and {len(bad) - 1} more bad tiles: {_listing([job for job, _ in bad[1:]])})" if len(bad) > 1 else "")
+        + f": {'its job is' if len(bad) == 1 else 'their jobs are'} pending again, so run "
+        f"`{spool.paths.command('supervise')}` (or `{spool.paths.command('work')}`), then reduce again"
+    )
 
 
 def _remove_dead_partials(paths: SpoolPaths) -> None:
@@ -342,19 +421,8 @@ def _reduce(spool: Spool, partial: bool, view: FigureView, drawer: Drawer) -> Re
         raise _refuse_unfinished(spool.paths, unfinished, len(statuses))
     done_statuses = [s for s in statuses if s.state == DONE]
     done = [s.id for s in done_statuses]
-    checked: dict = {}  # path -> identity of each tile file as checked: stitching reads only those
     done_lines = list(spool.journal_lines(done_only=True)) if done else []  # read once: checksums, then hosts
-    bad = _bad_tiles(spool, done_statuses, checked, done_lines) if done else []
-    if bad:
-        for job_id, _ in bad:
-            spool.requeue(job_id, bad_tile=True, checked=checked.get(str(spool.paths.tile(job_id))))
-        first, why = bad[0]
-        raise JobRunnerError(
-            f"tile {spool.paths.tile(first)} is bad: {why}"
-            + (f" (and {len(bad) - 1} more bad tiles: {_listing([job for job, _ in bad[1:]])})" if len(bad) > 1 else "")
-            + f": {'its job is' if len(bad) == 1 else 'their jobs are'} pending again, so run "
-            f"`{spool.paths.command('supervise')}` (or `{spool.paths.command('work')}`), then reduce again"
-        )
+    reads = _CheckedReads(spool, _checksums(spool, done_statuses, done_lines) if done else {})
     hosts = _hosts(spool, done_statuses, done_lines)  # for the dataset's attributes
     del done_lines  # a line per tile: not kept in memory while stitching
     paths = spool.paths
@@ -380,7 +448,9 @@ def _reduce(spool: Spool, partial: bool, view: FigureView, drawer: Drawer) -> Re
                 nc_file = closing.enter_context(create_new(partial_labelled))
                 mask_rows = block_rows(spool.plan) if missing else None
                 writer = closing.enter_context(DatasetWriter(nc_file, spool.plan, attributes, mask_rows))
-            preview = _stitch(spool, done, partial_array, bool(unfinished), checked, view, writer)
+            preview = _stitch(spool, done, partial_array, bool(unfinished), reads, view, writer)
+        if reads.bad:
+            raise _requeued(spool, reads)
         # One count per line, and they add up: "stitched from 12 of 16 tiles" over "PARTIAL: 4 missing".
         stitched = f"{len(done)} of {len(statuses)}" if missing else f"{len(statuses)}"
         note = f"PARTIAL: {count_of(len(missing), 'tile')} missing, drawn grey" if missing else ""

@@ -3,14 +3,16 @@ fields: ``Plan.tile_dtype``), and the checksum of its bytes.
 
 A worker writes a tile through :func:`write_tile`, which hashes the bytes as they go out; the
 checksum goes into its worker's journal, in the line that says the job is done
-(:mod:`jobrunner.journal`).  ``reduce`` reads the file back through
-:func:`check_tile` before stitching it: the header must say exactly the plan's dtype, C order and
-the tile's shape, the size must match, and the bytes must hash to the checksum its worker
-gave, so a flipped bit, a truncated or rewritten file (float32, ``.npz``), or another tile's file
-is a bad tile, never a wrong result (unless a journal line was forged to match, by someone who
-may write in the spool).  Stitching then reads only the very files it checked (:func:`identity`).  A path
-that is not a regular file (a FIFO, a device, a folder, a symbolic link) is refused without
-being opened for reading in a way that could block.
+(:mod:`jobrunner.journal`).  ``reduce`` checks each file as it reads it to stitch it
+(``jobrunner.stitch._CheckedReads``): the header must say exactly the plan's dtype, C order and
+the tile's shape (:func:`header_problem`), the size must match, and the bytes must hash to the
+checksum its worker gave (:func:`checksum_problem`), so a flipped bit, a truncated or rewritten
+file (float32, ``.npz``), or another tile's file is a bad tile, never a wrong result (unless a
+journal line was forged to match, by someone who may write in the spool): reduce then puts
+nothing in place.  Every read of a file after its first is of the very file first read
+(:func:`identity`).  :func:`check_tile` checks one file whole by the same rules.  A path that is
+not a regular file (a FIFO, a device, a folder, a symbolic link) is refused without being opened
+for reading in a way that could block.
 """
 
 from __future__ import annotations
@@ -127,14 +129,7 @@ def check_tile(
         os.close(fd)
     if seen is not None:
         seen[str(path)] = identity(info)  # good or bad: what was checked, for whoever acts on it later
-    problem = _header_problem(head, size, shape, dtype)
-    if problem is not None:
-        return problem
-    if not checksums:
-        return UNVOUCHED
-    if f"sha256:{digest.hexdigest()}" not in checksums:
-        return "changed since its worker wrote it (its bytes do not match the checksum its worker gave)"
-    return None
+    return header_problem(head, size, shape, dtype) or checksum_problem(digest, checksums)
 
 
 #: Why a tile in place that no worker's journal gives a checksum for cannot be checked as it is.
@@ -142,6 +137,16 @@ UNVOUCHED = (
     "no worker's journal gives its checksum (its journal was lost, or the file was put there by hand), "
     "and computing it again here gave other bytes"
 )
+
+
+def checksum_problem(digest, checksums: Collection[str]) -> str | None:
+    """Why a tile file whose bytes hash to ``digest`` (a finished ``hashlib.sha256``) is not the
+    one its workers wrote, given the ``checksums`` they said it has; None if it is."""
+    if not checksums:
+        return UNVOUCHED
+    if f"sha256:{digest.hexdigest()}" not in checksums:
+        return "changed since its worker wrote it (its bytes do not match the checksum its worker gave)"
+    return None
 
 
 def describe_dtype(dtype: np.dtype) -> str:
@@ -157,7 +162,9 @@ def describe_dtype(dtype: np.dtype) -> str:
 _GOOD_HEADERS: dict[tuple, bytes] = {}
 
 
-def _header_problem(head: bytes, size: int, shape: tuple[int, ...], expected_dtype: np.dtype) -> str | None:
+def header_problem(head: bytes, size: int, shape: tuple[int, ...], expected_dtype: np.dtype) -> str | None:
+    """Why a file of ``size`` bytes that starts with ``head`` (its header whole, or more) is not a
+    tile file of ``shape`` and ``expected_dtype``; None if it is."""
     key = (tuple(shape), expected_dtype)
     known = _GOOD_HEADERS.get(key)
     if known is not None and head.startswith(known):

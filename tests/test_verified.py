@@ -133,22 +133,51 @@ def test_reduce_removes_the_partials_of_a_killed_reduce_of_this_host(project, se
     assert np.array_equal(project.load("stitched.npy"), serial_reference(STEP))
 
 
-def test_stitching_reads_only_the_very_files_it_checked(tmp_path):
-    """A group member renaming another valid tile over a checked one, mid-reduce, is caught."""
-    from jobrunner.errors import JobRunnerError
-    from jobrunner.stitch import _read_rows
+def spool_read_in_pieces(tmp_path, monkeypatch):
+    """A done spool of 2 x 2 tiles of 20 x 20 cells, stitched 3 rows at a time: every tile is read in 7 pieces."""
+    import jobrunner.stitch as stitch
+    from jobrunner import Plan, Spool, work
 
-    path, other = tmp_path / "tile.npy", tmp_path / "other.npy"
-    with open(path, "wb") as file:
-        checksum = write_tile(file, np.zeros((2, 3)))
-    with open(other, "wb") as file:
-        write_tile(file, np.ones((2, 3)))
-    checked: dict = {}
-    assert check_tile(path, (2, 3), checksum, checked) is None
-    assert np.array_equal(_read_rows(path, (2, 3), TILE_DTYPE, 0, 2, checked), np.zeros((2, 3)))
-    other.replace(path)
+    plan = Plan.create(step=STEP, tiles=(2, 2), kernel="numpy")
+    monkeypatch.setattr(stitch, "BLOCK_BYTES", 3 * plan.shape[1] * 8)
+    spool, _ = Spool.create(plan, tmp_path / "jobs", tmp_path / "outputs")
+    assert work(spool).ok
+    return spool
+
+
+def test_stitching_reads_only_the_very_file_it_began_to_read(tmp_path, monkeypatch):
+    """A group member renaming another valid tile over one half read, mid-reduce, is caught."""
+    from jobrunner.errors import JobRunnerError
+    from jobrunner.stitch import _CheckedReads
+
+    spool = spool_read_in_pieces(tmp_path, monkeypatch)
+    tile, other = spool.tiles["tile-r000-c000"], spool.paths.tile("tile-r001-c001")
+    reads = _CheckedReads(spool, spool.checksums(list(spool.journal_lines(done_only=True))))
+    assert np.array_equal(reads.rows(tile, 0, 3), np.load(spool.paths.tile(tile.id))[:3])
+    other.replace(spool.paths.tile(tile.id))  # a whole valid tile, of the same shape
     with pytest.raises(JobRunnerError, match="changed while reduce was stitching"):
-        _read_rows(path, (2, 3), TILE_DTYPE, 0, 2, checked)
+        reads.rows(tile, 3, 6)
+
+
+@pytest.mark.parametrize("where", ["first rows", "last rows"])
+def test_a_changed_tile_read_in_pieces_is_found_bad_and_requeued(tmp_path, monkeypatch, serial_reference, where):
+    """The checksum covers every piece: a flipped bit in the first piece or in the last is caught."""
+    from jobrunner import reduce, work
+    from jobrunner.errors import JobRunnerError
+
+    spool = spool_read_in_pieces(tmp_path, monkeypatch)
+    path = spool.paths.tile("tile-r001-c000")
+    data = bytearray(path.read_bytes())
+    at = len(data) - 8 * 20 * 20 + 7 if where == "first rows" else len(data) - 1  # a value's top byte
+    data[at] ^= 0x20
+    path.write_bytes(bytes(data))
+    with pytest.raises(JobRunnerError, match="tile-r001-c000.npy is bad: changed since its worker wrote it"):
+        reduce(spool)
+    assert not (spool.paths.outputs / "stitched.npy").exists()  # nothing put in place
+    assert not list(spool.paths.outputs.glob(".stitched*"))  # and no partial left
+    assert not path.exists()  # requeued: its job is pending again
+    assert work(spool).ok
+    assert np.array_equal(np.load(reduce(spool).array), serial_reference(STEP))
 
 
 def test_a_plan_planted_in_the_spool_cannot_make_plan_delete_another_projects_results(tmp_path):
